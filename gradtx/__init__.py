@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: Apache-2.0
+"""gradtx: composable gradient transformations for JAX, a drop-in for optax."""
+
+from gradtx import tree
+from gradtx._base import (
+    EmptyState,
+    GradientTransformation,
+    identity,
+    set_to_zero,
+    stateless,
+    stateless_with_tree_map,
+    with_extra_args_support,
+)
+from gradtx._combine import chain, named_chain
+from gradtx._errors import (
+    GradtxError,
+    HyperparameterError,
+    MissingParamsError,
+    TreeMismatchError,
+)
+from gradtx._numerics import safe_int32_increment
+from gradtx._tree import norm as global_norm
+from gradtx._types import (
+    OptState,
+    Params,
+    ScalarOrSchedule,
+    Schedule,
+    TransformInitFn,
+    TransformUpdateFn,
+    Updates,
+)
+from gradtx._update import apply_updates, incremental_update, periodic_update
+from gradtx.optimizers._adam import adam, adamax, adamaxw, adamw, amsgrad, nadam, nadamw
+from gradtx.optimizers._adaptive import adagrad, rmsprop
+from gradtx.optimizers._sgd import sgd, sign_sgd, signum
+from gradtx.transforms._accumulation import EmaState, TraceState, ema, trace
+from gradtx.transforms._adam import (
+    ScaleByAdamState,
+    ScaleByAmsgradState,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_amsgrad,
+)
+from gradtx.transforms._clipping import clip, clip_by_block_rms, clip_by_global_norm
+from gradtx.transforms._rms import (
+    ScaleByRmsState,
+    ScaleByRmsWithCountState,
+    ScaleByRssState,
+    ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
+    scale_by_rms,
+    scale_by_rss,
+    scale_by_stddev,
+)
+from gradtx.transforms._scaling import (
+    ScaleByScheduleState,
+    scale,
+    scale_by_learning_rate,
+    scale_by_schedule,
+    scale_by_sign,
+)
+from gradtx.transforms._weight_decay import WeightDecaySchedule, add_decayed_weights
+
+# --- schedules (begin) ---
+# --- schedules (end) ---
+
+__version__ = "0.1.0.dev0"

@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The protocol: `GradientTransformation`, `EmptyState` and the stateless helpers."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+from gradtx._types import Params, TransformInitFn, TransformUpdateFn, Updates
+
+
+class GradientTransformation(NamedTuple):
+    """A pure `(init, update)` pair: the one transformation type of gradtx.
+
+    `init(params) -> state` builds the state; `update(updates, state, params=None,
+    **extra_args) -> (updates, state)` transforms the updates. Every gradtx `update`
+    accepts and ignores keyword arguments it does not use, so there is no second
+    "extra args" type. The shape is optax's on purpose: gradtx and optax transforms
+    can be mixed in either library's `chain`.
+    """
+
+    init: TransformInitFn
+    update: TransformUpdateFn
+
+
+class EmptyState(NamedTuple):
+    """The state of a stateless transformation."""
+
+
+def accepts_extra_args(update: Callable[..., Any]) -> bool:
+    """Whether `update` takes `**kwargs` (every gradtx update does; optax's basic ones do not)."""
+    try:
+        sig = inspect.signature(update)
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def with_extra_args_support(tx: Any) -> GradientTransformation:
+    """Wraps a foreign transform so that its `update` accepts and drops extra kwargs."""
+    if accepts_extra_args(tx.update):
+        return GradientTransformation(tx.init, tx.update)
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        return tx.update(updates, state, params)
+
+    return GradientTransformation(tx.init, update)
+
+
+def identity() -> GradientTransformation:
+    """Returns the updates unchanged.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> tx = gradtx.identity()
+        >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+        Array([1., 1.], dtype=float32)
+    """
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return updates, state
+
+    return GradientTransformation(init, update)
+
+
+def set_to_zero() -> GradientTransformation:
+    """Replaces every update with zeros of the same shape and dtype (freezes params).
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> tx = gradtx.set_to_zero()
+        >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0]
+        Array([0., 0.], dtype=float32)
+    """
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return jax.tree.map(jax.numpy.zeros_like, updates), state
+
+    return GradientTransformation(init, update)
+
+
+def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """Builds a stateless transformation from `f(updates, params) -> updates`.
+
+    Args:
+        f: Maps the whole updates tree (and params, or None) to new updates.
+
+    Returns:
+        A transformation with `EmptyState`.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> tx = gradtx.stateless(lambda u, p: {"w": u["w"] * 2})
+        >>> tx.update({"w": jnp.ones(1)}, tx.init(None))[0]["w"]
+        Array([2.], dtype=float32)
+    """
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        return f(updates, params), state
+
+    return GradientTransformation(init, update)
+
+
+def stateless_with_tree_map(
+    f: Callable[[jax.Array, jax.Array | None], jax.Array],
+) -> GradientTransformation:
+    """Builds a stateless transformation that maps `f(update, param)` over each leaf.
+
+    Args:
+        f: Maps one update leaf (and its param leaf, or None) to a new leaf.
+
+    Returns:
+        A transformation with `EmptyState`.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> tx = gradtx.stateless_with_tree_map(lambda u, p: -u)
+        >>> tx.update(jnp.ones(2), tx.init(None))[0]
+        Array([-1., -1.], dtype=float32)
+    """
+
+    def g(updates, params):
+        if params is None:
+            return jax.tree.map(lambda u: f(u, None), updates)
+        return jax.tree.map(f, updates, params)
+
+    return stateless(g)

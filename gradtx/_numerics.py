@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Safe counters and the dtype rules of DESIGN.md §4.
+
+Every piece of optimizer math runs in a *compute dtype* that is at least float32
+(`compute_dtype`), and every hyperparameter is turned into an array of at least float32
+(`hparam`), whatever the dtype of the params. A bf16 model therefore never rounds
+`b2=0.999` to `1.0`, and eps never underflows to zero in float16.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+INT32_MAX = np.iinfo(np.int32).max
+
+
+def safe_int32_increment(count: ArrayLike) -> jax.Array:
+    """Adds one to an int32 counter, saturating at `2**31 - 1` instead of wrapping.
+
+    Args:
+        count: A scalar int32 array.
+
+    Returns:
+        `count + 1`, or `count` once it has reached the int32 maximum.
+
+    Raises:
+        TypeError: If `count` is not int32.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> gradtx.safe_int32_increment(jnp.asarray(2**31 - 1, jnp.int32))
+        Array(2147483647, dtype=int32)
+    """
+    count = jnp.asarray(count)
+    if count.dtype != jnp.int32:
+        raise TypeError(
+            f"gradtx.safe_int32_increment: count must be int32, got {count.dtype}"
+        )
+    return jnp.where(count < INT32_MAX, count + jnp.int32(1), jnp.int32(INT32_MAX))
+
+
+def hparam_dtype() -> Any:
+    """The dtype hyperparameters are held in: float32, or float64 under x64."""
+    return jnp.zeros((), float).dtype
+
+
+def hparam(value: ArrayLike) -> jax.Array:
+    """Converts a hyperparameter to an array of at least float32 (never the params' dtype)."""
+    value = jnp.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.floating) and value.dtype.itemsize >= 8:
+        return value
+    return value.astype(hparam_dtype()) if not jnp.iscomplexobj(value) else value
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """The dtype optimizer math runs in for a leaf of `dtype`: at least float32."""
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return dtype
+    if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize >= 4:
+        return dtype
+    return jnp.dtype(jnp.float32)
+
+
+def real_dtype(dtype: Any) -> Any:
+    """The real counterpart of a (possibly complex) floating dtype."""
+    return jnp.finfo(dtype).dtype
+
+
+def up(x: jax.Array) -> jax.Array:
+    """Casts a leaf to its compute dtype."""
+    return x.astype(compute_dtype(x.dtype))
+
+
+def like(h: jax.Array, x: jax.Array) -> jax.Array:
+    """Casts a scalar hyperparameter to the real dtype that `x` is computed in."""
+    return h.astype(real_dtype(x.dtype))
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """`|x|**2`, real-valued for complex `x`."""
+    if jnp.iscomplexobj(x):
+        return jnp.real(x) ** 2 + jnp.imag(x) ** 2
+    return x * x
+
+
+def safe_sqrt(x: jax.Array) -> jax.Array:
+    """`sqrt(x)` for `x >= 0` whose gradient at 0 is 0 rather than inf."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, jnp.ones_like(x))), 0)
+
+
+def bias_correction(decay: jax.Array, count: jax.Array) -> jax.Array:
+    """`1 - decay**count`, computed in the hyperparameter dtype from an int32 count."""
+    decay = hparam(decay)
+    return 1 - decay ** count.astype(decay.dtype)
+
+
+def leaf_dtype(*xs: jax.Array) -> Any:
+    """The common compute dtype of several leaves (at least float32)."""
+    return jnp.result_type(*[compute_dtype(x.dtype) for x in xs])
+
+
+def moment(value: jax.Array, old: jax.Array, decay: jax.Array) -> jax.Array:
+    """Exponential moving average `decay * old + (1 - decay) * value` (same dtypes in)."""
+    return (1 - decay) * value + decay * old

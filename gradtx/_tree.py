@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Private pytree arithmetic: norms, casts, masks and structure checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _numerics
+from gradtx._errors import MissingParamsError, TreeMismatchError
+
+is_none = lambda x: x is None
+
+
+def zeros_like(tree: Any, dtype: Any = None) -> Any:
+    """Zeros shaped like each leaf of `tree`, in `dtype` or the leaf's own dtype."""
+    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or x.dtype), tree)
+
+
+def full_like(tree: Any, value: Any, dtype: Any = None) -> Any:
+    """`value` broadcast to each leaf of `tree`, in `dtype` or the leaf's dtype."""
+    return jax.tree.map(lambda x: jnp.full(jnp.shape(x), value, dtype or x.dtype), tree)
+
+
+def cast_like(tree: Any, reference: Any) -> Any:
+    """Casts each leaf of `tree` to the dtype of the matching leaf of `reference`."""
+    return jax.tree.map(lambda x, r: x.astype(r.dtype), tree, reference)
+
+
+def sum_sq(tree: Any) -> jax.Array:
+    """Sum of `|x|**2` over every leaf, accumulated in float32 (float64 for f64 leaves)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    parts = [jnp.sum(_numerics.abs_sq(_numerics.up(x))) for x in leaves]
+    dtype = jnp.result_type(*[p.dtype for p in parts])
+    return sum((p.astype(dtype) for p in parts), jnp.zeros((), dtype))
+
+
+def norm(tree: Any) -> jax.Array:
+    """Global l2 norm of a pytree, with a finite gradient at zero."""
+    return _numerics.safe_sqrt(sum_sq(tree))
+
+
+def check_structure(fn: str, expected: Any, got: Any, what: str = "updates") -> None:
+    """Raises `TreeMismatchError` naming the first differing key path."""
+    exp_def = jax.tree.structure(expected)
+    got_def = jax.tree.structure(got)
+    if exp_def == got_def:
+        return
+    exp_paths = [
+        jax.tree_util.keystr(p)
+        for p, _ in jax.tree_util.tree_flatten_with_path(expected)[0]
+    ]
+    got_paths = [
+        jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(got)[0]
+    ]
+    first = next(
+        (f"{a!s} vs {b!s}" for a, b in zip(exp_paths, got_paths) if a != b),
+        f"{len(exp_paths)} leaves vs {len(got_paths)} leaves",
+    )
+    raise TreeMismatchError(
+        f"gradtx.{fn}: the {what} tree does not match the state built by init; "
+        f"first difference at {first}.\n  state: {exp_def}\n  {what}: {got_def}"
+    )
+
+
+def require_params(fn: str, params: Any) -> None:
+    """Raises `MissingParamsError` when a transform that needs params gets none."""
+    if params is None:
+        raise MissingParamsError(
+            f"gradtx.{fn} requires params: call update(updates, state, params)"
+        )
+
+
+def resolve_mask(mask: Any, tree: Any) -> Any:
+    """Returns a tree of bools with the structure of `tree` (`mask` may be a prefix or callable)."""
+    if callable(mask):
+        mask = mask(tree)
+    return jax.tree.map(
+        lambda m, sub: jax.tree.map(lambda _: m, sub),
+        mask,
+        tree,
+        is_leaf=is_none,
+    )
+
+
+def map_leaves(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """`jax.tree.map` that keeps `None` leaves of `tree` as `None`."""
+    return jax.tree.map(
+        lambda x, *r: None if x is None else fn(x, *r), tree, *rest, is_leaf=is_none
+    )
+
+
+def unzip(tree: Any, template: Any, n: int) -> tuple[Any, ...]:
+    """Splits a tree whose leaves are n-tuples into n trees shaped like `template`."""
+    treedef = jax.tree.structure(template)
+    leaves = treedef.flatten_up_to(tree)
+    return tuple(treedef.unflatten([leaf[i] for leaf in leaves]) for i in range(n))

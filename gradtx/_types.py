@@ -1,0 +1,38 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Protocol types shared by every part of gradtx."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias
+
+import jax
+from jax.typing import ArrayLike
+
+PyTree: TypeAlias = Any
+Params: TypeAlias = PyTree
+Updates: TypeAlias = PyTree
+OptState: TypeAlias = PyTree
+Schedule: TypeAlias = Callable[[ArrayLike], ArrayLike]
+ScalarOrSchedule: TypeAlias = "float | jax.Array | Schedule"
+MaskOrFn: TypeAlias = Any  # a tree of bools, or a callable params -> tree of bools
+
+
+class TransformInitFn(Protocol):
+    """Builds the initial state from the params (or their shapes)."""
+
+    def __call__(self, params: Params) -> OptState:
+        """Returns the initial state."""
+
+
+class TransformUpdateFn(Protocol):
+    """Maps `(updates, state, params)` to `(new_updates, new_state)`."""
+
+    def __call__(
+        self,
+        updates: Updates,
+        state: OptState,
+        params: Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[Updates, OptState]:
+        """Returns the transformed updates and the next state."""
