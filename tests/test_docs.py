@@ -1,0 +1,41 @@
+"""Every public gradtx name is documented in docs/api, and the docs name no ghosts."""
+
+import pathlib
+import re
+import types
+
+import pytest
+
+import gradtx
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+API_TEXT = "\n".join(p.read_text() for p in sorted((ROOT / "docs" / "api").glob("*.md")))
+
+
+def _public_names():
+    names = []
+    for name in dir(gradtx):
+        if name.startswith("_") or isinstance(getattr(gradtx, name), types.ModuleType):
+            continue
+        names.append(name)
+    names += [f"tree.{n}" for n in gradtx.tree.__all__]
+    return names
+
+
+@pytest.mark.parametrize("name", _public_names())
+def test_docs_every_public_name_is_in_the_api_pages(name):
+    pattern = re.compile(r"`" + re.escape(name) + r"[`(]")
+    assert pattern.search(API_TEXT), f"gradtx.{name} is not documented in docs/api/*.md"
+
+
+def test_docs_api_pages_name_only_existing_functions():
+    documented = set(re.findall(r"^\| `(?:tree\.)?([a-z_][a-z0-9_]*)\(", API_TEXT, re.M))
+    missing = sorted(n for n in documented if not hasattr(gradtx, n) and not hasattr(gradtx.tree, n))
+    assert not missing, f"docs/api names functions gradtx does not have: {missing}"
+
+
+def test_docs_readme_has_the_test_command_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    marker = readme.index("<!-- test-command -->")
+    block = readme[marker:].split("```")[1]
+    assert "pytest" in block
