@@ -62,6 +62,29 @@ from gradtx.transforms._scaling import (
 from gradtx.transforms._weight_decay import WeightDecaySchedule, add_decayed_weights
 
 # --- schedules (begin) ---
+# isort: split
+from gradtx import schedules
+from gradtx.schedules import (
+    constant_schedule,
+    cosine_decay_schedule,
+    cosine_onecycle_schedule,
+    cosine_restarts_schedule,
+    cyclic_schedule,
+    exponential_decay,
+    join_schedules,
+    linear_onecycle_schedule,
+    linear_schedule,
+    multistep_schedule,
+    piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
+    polynomial_schedule,
+    sgdr_schedule,
+    step_schedule,
+    warmup_constant_schedule,
+    warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
+)
+
 # --- schedules (end) ---
 
 __version__ = "0.1.0.dev0"

@@ -9,7 +9,9 @@ import pytest
 import gradtx
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-API_TEXT = "\n".join(p.read_text() for p in sorted((ROOT / "docs" / "api").glob("*.md")))
+API_TEXT = "\n".join(
+    p.read_text() for p in sorted((ROOT / "docs" / "api").glob("*.md"))
+)
 
 
 def _public_names():
@@ -29,8 +31,12 @@ def test_docs_every_public_name_is_in_the_api_pages(name):
 
 
 def test_docs_api_pages_name_only_existing_functions():
-    documented = set(re.findall(r"^\| `(?:tree\.)?([a-z_][a-z0-9_]*)\(", API_TEXT, re.M))
-    missing = sorted(n for n in documented if not hasattr(gradtx, n) and not hasattr(gradtx.tree, n))
+    documented = set(
+        re.findall(r"^\| `(?:tree\.)?([a-z_][a-z0-9_]*)\(", API_TEXT, re.M)
+    )
+    missing = sorted(
+        n for n in documented if not hasattr(gradtx, n) and not hasattr(gradtx.tree, n)
+    )
     assert not missing, f"docs/api names functions gradtx does not have: {missing}"
 
 

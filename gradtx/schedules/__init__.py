@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Schedules: pure functions `step -> value`; the names are also re-exported flat."""
+
+from gradtx.schedules._basic import (
+    constant_schedule,
+    linear_schedule,
+    polynomial_schedule,
+    warmup_constant_schedule,
+)
+from gradtx.schedules._cosine import (
+    cosine_decay_schedule,
+    sgdr_schedule,
+    warmup_cosine_decay_schedule,
+)
+from gradtx.schedules._cyclic import cyclic_schedule
+from gradtx.schedules._exponential import (
+    exponential_decay,
+    warmup_exponential_decay_schedule,
+)
+from gradtx.schedules._join import join_schedules
+from gradtx.schedules._piecewise import (
+    cosine_onecycle_schedule,
+    linear_onecycle_schedule,
+    piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
+)
+from gradtx.schedules._torch import (
+    cosine_restarts_schedule,
+    multistep_schedule,
+    step_schedule,
+)
+
+__all__ = [
+    "constant_schedule",
+    "cosine_decay_schedule",
+    "cosine_onecycle_schedule",
+    "cosine_restarts_schedule",
+    "cyclic_schedule",
+    "exponential_decay",
+    "join_schedules",
+    "linear_onecycle_schedule",
+    "linear_schedule",
+    "multistep_schedule",
+    "piecewise_constant_schedule",
+    "piecewise_interpolate_schedule",
+    "polynomial_schedule",
+    "sgdr_schedule",
+    "step_schedule",
+    "warmup_constant_schedule",
+    "warmup_cosine_decay_schedule",
+    "warmup_exponential_decay_schedule",
+]
