@@ -31,7 +31,7 @@ class EmptyState(NamedTuple):
 
 
 def accepts_extra_args(update: Callable[..., Any]) -> bool:
-    """Whether `update` takes `**kwargs` (every gradtx update does; optax's basic ones do not)."""
+    """Whether `update` takes `**kwargs` (all gradtx updates do; not all optax ones)."""
     try:
         sig = inspect.signature(update)
     except (TypeError, ValueError):

@@ -38,7 +38,7 @@ def chain(*transforms: Any) -> GradientTransformation:
                 f"{len(txs)} transforms; was the state built by this chain's init?"
             )
         new_state = []
-        for t, s in zip(txs, state):
+        for t, s in zip(txs, state, strict=True):
             updates, s = t.update(updates, s, params, **extra_args)
             new_state.append(s)
         return updates, tuple(new_state)
@@ -60,7 +60,8 @@ def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
 
     Example:
         >>> import gradtx, jax.numpy as jnp
-        >>> tx = gradtx.named_chain(("clip", gradtx.clip(1.0)), ("sgd", gradtx.scale(-1.0)))
+        >>> clip, sgd = ("clip", gradtx.clip(1.0)), ("sgd", gradtx.scale(-1.0))
+        >>> tx = gradtx.named_chain(clip, sgd)
         >>> sorted(tx.init(jnp.ones(2)))
         ['clip', 'sgd']
     """

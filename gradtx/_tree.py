@@ -31,7 +31,7 @@ def cast_like(tree: Any, reference: Any) -> Any:
 
 
 def sum_sq(tree: Any) -> jax.Array:
-    """Sum of `|x|**2` over every leaf, accumulated in float32 (float64 for f64 leaves)."""
+    """Sum of `|x|**2` over every leaf, accumulated in float32 (f64 for f64 leaves)."""
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros((), jnp.float32)
@@ -40,9 +40,12 @@ def sum_sq(tree: Any) -> jax.Array:
     return sum((p.astype(dtype) for p in parts), jnp.zeros((), dtype))
 
 
-def norm(tree: Any) -> jax.Array:
-    """Global l2 norm of a pytree, with a finite gradient at zero."""
-    return _numerics.safe_sqrt(sum_sq(tree))
+def norm(updates: Any) -> jax.Array:
+    """Global l2 norm of a pytree, with a finite gradient at zero.
+
+    Public as `gradtx.global_norm`, so the argument keeps optax's name.
+    """
+    return _numerics.safe_sqrt(sum_sq(updates))
 
 
 def check_structure(fn: str, expected: Any, got: Any, what: str = "updates") -> None:
@@ -58,9 +61,20 @@ def check_structure(fn: str, expected: Any, got: Any, what: str = "updates") -> 
     got_paths = [
         jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(got)[0]
     ]
+    n = min(len(exp_paths), len(got_paths))
+    if len(got_paths) > n:  # a trailing extra key would otherwise go unnamed
+        tail = f"{got_paths[n]} (only in the {what})"
+    elif len(exp_paths) > n:
+        tail = f"{exp_paths[n]} (only in the state)"
+    else:
+        tail = f"{n} leaves vs {n} leaves"
     first = next(
-        (f"{a!s} vs {b!s}" for a, b in zip(exp_paths, got_paths) if a != b),
-        f"{len(exp_paths)} leaves vs {len(got_paths)} leaves",
+        (
+            f"{a!s} vs {b!s}"
+            for a, b in zip(exp_paths, got_paths, strict=False)
+            if a != b
+        ),
+        tail,
     )
     raise TreeMismatchError(
         f"gradtx.{fn}: the {what} tree does not match the state built by init; "
@@ -77,7 +91,7 @@ def require_params(fn: str, params: Any) -> None:
 
 
 def resolve_mask(mask: Any, tree: Any) -> Any:
-    """Returns a tree of bools with the structure of `tree` (`mask` may be a prefix or callable)."""
+    """Returns a bool tree shaped like `tree` (`mask` may be a prefix or a callable)."""
     if callable(mask):
         mask = mask(tree)
     return jax.tree.map(

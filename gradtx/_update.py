@@ -35,7 +35,10 @@ def apply_updates(params: Any, updates: Any) -> Any:
         if u is None:
             return p
         p = jnp.asarray(p)
-        dtype = jnp.promote_types(p.dtype, jnp.asarray(u).dtype)
+        # The promotion is explicit, so it must not depend on the user's promotion
+        # mode: strict mode refuses to promote_types(bf16, f32) at all.
+        with jax.numpy_dtype_promotion("standard"):
+            dtype = jnp.promote_types(p.dtype, jnp.asarray(u).dtype)
         return (p.astype(dtype) + jnp.asarray(u).astype(dtype)).astype(p.dtype)
 
     return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)

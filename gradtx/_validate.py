@@ -7,8 +7,10 @@ through; everything concrete is checked once, when the transform is built.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,7 @@ from gradtx._errors import HyperparameterError
 
 
 def concrete_float(value: Any) -> float | None:
-    """Returns `value` as a Python float when it is a concrete real scalar, else None."""
+    """Returns `value` as a float when it is a concrete real scalar, else None."""
     if value is None or callable(value) or isinstance(value, jax.core.Tracer):
         return None
     try:
@@ -30,8 +32,45 @@ def concrete_float(value: Any) -> float | None:
     return float(arr)
 
 
-def _fail(fn: str, name: str, value: Any, allowed: str) -> HyperparameterError:
-    return HyperparameterError(f"gradtx.{fn}: {name} must be {allowed}, got {value!r}")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(
+    fn: str, name: str, value: Any, allowed: str, cls: type = HyperparameterError
+) -> Exception:
+    err = cls(f"gradtx.{fn}: {name} must be {allowed}, got {value!r}")
+    vars(err)["gradtx_detail"] = (fn, name, value, allowed)  # read by `names_errors`
+    return err
+
+
+def names_errors(renamed: dict[str, str] | None = None) -> Callable[[F], F]:
+    """Makes bad hyperparameters of an alias name the alias, not the checking block.
+
+    Args:
+        renamed: Maps `"<block>.<argument>"` to the alias's argument where the names
+            differ (`sgd`'s `momentum` is checked as `trace`'s `decay`).
+
+    Returns:
+        A decorator for optimizer aliases.
+    """
+    renamed = renamed or {}
+
+    def decorate(alias: F) -> F:
+        @functools.wraps(alias)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return alias(*args, **kwargs)
+            except (HyperparameterError, TypeError) as e:
+                detail = vars(e).get("gradtx_detail")
+                if detail is None:
+                    raise
+                block, name, value, allowed = detail
+                name = renamed.get(f"{block}.{name}", name)
+                raise _fail(alias.__name__, name, value, allowed, type(e)) from e
+
+        return cast(F, wrapper)
+
+    return decorate
 
 
 def check_range(
@@ -91,15 +130,13 @@ def check_positive_int(fn: str, name: str, value: Any, *, minimum: int = 1) -> N
 
 
 def check_dtype(fn: str, name: str, dtype: Any) -> Any:
-    """Returns the canonical floating dtype for `dtype`, or None; TypeError otherwise."""
+    """Returns the canonical floating dtype of `dtype` (or None); else TypeError."""
     if dtype is None:
         return None
     try:
         dt = np.dtype(dtype)
     except TypeError as e:
-        raise TypeError(
-            f"gradtx.{fn}: {name} must be a floating dtype, got {dtype!r}"
-        ) from e
+        raise _fail(fn, name, dtype, "a floating dtype", TypeError) from e
     if not jnp.issubdtype(dt, jnp.inexact):
-        raise TypeError(f"gradtx.{fn}: {name} must be a floating dtype, got {dtype!r}")
+        raise _fail(fn, name, dtype, "a floating dtype", TypeError)
     return jax.dtypes.canonicalize_dtype(dt)

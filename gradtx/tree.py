@@ -52,7 +52,8 @@ def get_all_with_path(
     Example:
         >>> import gradtx, jax, jax.numpy as jnp
         >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(2)})
-        >>> [jax.tree_util.keystr(p) for p, _ in gradtx.tree.get_all_with_path(state, "count")]
+        >>> found = gradtx.tree.get_all_with_path(state, "count")
+        >>> [jax.tree_util.keystr(p) for p, _ in found]
         ['[0].count']
     """
     found: list[tuple[KeyPath, Any]] = []
@@ -90,7 +91,8 @@ def get(
     if len(found) > 1:
         paths = ", ".join(jax.tree_util.keystr(p) for p, _ in found)
         raise KeyError(
-            f"gradtx.tree.get: {key!r} matches several fields ({paths}); pass filtering="
+            f"gradtx.tree.get: {key!r} matches several fields ({paths}); "
+            "pass filtering="
         )
     return found[0][1]
 

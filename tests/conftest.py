@@ -19,7 +19,7 @@ def jit(request):
 
 @pytest.fixture
 def standard_promotion():
-    """Temporarily allows standard dtype promotion (for calling optax, which needs it)."""
+    """Temporarily allows standard dtype promotion (optax needs it)."""
     old = jax.config.jax_numpy_dtype_promotion
     jax.config.update("jax_numpy_dtype_promotion", "standard")
     yield

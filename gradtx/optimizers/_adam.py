@@ -7,6 +7,7 @@ from typing import Any
 
 from jax.typing import ArrayLike
 
+from gradtx import _validate
 from gradtx._base import GradientTransformation
 from gradtx._combine import chain
 from gradtx._types import MaskOrFn, ScalarOrSchedule
@@ -15,6 +16,7 @@ from gradtx.transforms._scaling import scale_by_learning_rate
 from gradtx.transforms._weight_decay import add_decayed_weights
 
 
+@_validate.names_errors()
 def adam(
     learning_rate: ScalarOrSchedule,
     b1: ArrayLike = 0.9,
@@ -26,7 +28,9 @@ def adam(
     nesterov: bool = False,
     nu_dtype: Any | None = None,
 ) -> GradientTransformation:
-    """Adam: `chain(scale_by_adam(...), scale_by_learning_rate(lr))`; see `scale_by_adam`.
+    """Adam: `chain(scale_by_adam(...), scale_by_learning_rate(lr))`.
+
+    See `scale_by_adam` for the arguments.
 
     Example:
         >>> import gradtx, jax.numpy as jnp
@@ -45,6 +49,7 @@ def adam(
     )
 
 
+@_validate.names_errors()
 def adamw(
     learning_rate: ScalarOrSchedule,
     b1: ArrayLike = 0.9,
@@ -58,7 +63,9 @@ def adamw(
     nesterov: bool = False,
     nu_dtype: Any | None = None,
 ) -> GradientTransformation:
-    """AdamW: Adam with decoupled weight decay; see `scale_by_adam`, `add_decayed_weights`.
+    """AdamW: Adam with decoupled weight decay.
+
+    See `scale_by_adam` and `add_decayed_weights` for the arguments.
 
     `chain(scale_by_adam(...), add_decayed_weights(weight_decay, mask),
     scale_by_learning_rate(lr))`.
@@ -82,6 +89,7 @@ def adamw(
     )
 
 
+@_validate.names_errors()
 def nadam(
     learning_rate: ScalarOrSchedule,
     b1: ArrayLike = 0.9,
@@ -112,6 +120,7 @@ def nadam(
     )
 
 
+@_validate.names_errors()
 def nadamw(
     learning_rate: ScalarOrSchedule,
     b1: ArrayLike = 0.9,
@@ -143,6 +152,7 @@ def nadamw(
     )
 
 
+@_validate.names_errors()
 def amsgrad(
     learning_rate: ScalarOrSchedule,
     b1: ArrayLike = 0.9,
@@ -153,7 +163,9 @@ def amsgrad(
     bias_correction_mu: bool = True,
     bias_correction_nu: bool = True,
 ) -> GradientTransformation:
-    """AMSGrad: `chain(scale_by_amsgrad(...), scale_by_learning_rate(lr))`; see `scale_by_amsgrad`.
+    """AMSGrad: `chain(scale_by_amsgrad(...), scale_by_learning_rate(lr))`.
+
+    See `scale_by_amsgrad` for the arguments.
 
     Example:
         >>> import gradtx, jax.numpy as jnp
@@ -172,13 +184,16 @@ def amsgrad(
     )
 
 
+@_validate.names_errors()
 def adamax(
     learning_rate: ScalarOrSchedule,
     b1: ArrayLike = 0.9,
     b2: ArrayLike = 0.999,
     eps: ArrayLike = 1e-8,
 ) -> GradientTransformation:
-    """AdaMax: `chain(scale_by_adamax(...), scale_by_learning_rate(lr))`; see `scale_by_adamax`.
+    """AdaMax: `chain(scale_by_adamax(...), scale_by_learning_rate(lr))`.
+
+    See `scale_by_adamax` for the arguments.
 
     Example:
         >>> import gradtx, jax.numpy as jnp
@@ -192,6 +207,7 @@ def adamax(
     return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
 
+@_validate.names_errors()
 def adamaxw(
     learning_rate: ScalarOrSchedule,
     b1: ArrayLike = 0.9,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from jax.typing import ArrayLike
 
+from gradtx import _validate
 from gradtx._base import GradientTransformation, identity
 from gradtx._combine import chain
 from gradtx._types import ScalarOrSchedule
@@ -13,12 +14,15 @@ from gradtx.transforms._rms import scale_by_rms, scale_by_rss, scale_by_stddev
 from gradtx.transforms._scaling import scale_by_learning_rate
 
 
+@_validate.names_errors()
 def adagrad(
     learning_rate: ScalarOrSchedule,
     initial_accumulator_value: ArrayLike = 0.1,
     eps: ArrayLike = 1e-7,
 ) -> GradientTransformation:
-    """AdaGrad: `chain(scale_by_rss(...), scale_by_learning_rate(lr))`; see `scale_by_rss`.
+    """AdaGrad: `chain(scale_by_rss(...), scale_by_learning_rate(lr))`.
+
+    See `scale_by_rss` for the arguments.
 
     Example:
         >>> import gradtx, jax.numpy as jnp
@@ -35,6 +39,7 @@ def adagrad(
     )
 
 
+@_validate.names_errors({"trace.decay": "momentum"})
 def rmsprop(
     learning_rate: ScalarOrSchedule,
     decay: ArrayLike = 0.9,
@@ -46,10 +51,13 @@ def rmsprop(
     nesterov: bool = False,
     bias_correction: bool = False,
 ) -> GradientTransformation:
-    """RMSProp, optionally centered and with momentum; see `scale_by_rms` / `scale_by_stddev`.
+    """RMSProp, optionally centered and with momentum.
+
+    See `scale_by_rms` / `scale_by_stddev` for the arguments.
 
     As in optax, momentum is applied *after* the learning rate:
-    `chain(scale_by_rms or scale_by_stddev, scale_by_learning_rate(lr), trace(momentum))`,
+    `chain(scale_by_rms or scale_by_stddev, scale_by_learning_rate(lr),
+    trace(momentum))`,
     which is what PyTorch's RMSprop does too.
 
     Example:

@@ -89,7 +89,8 @@ def ema(
     """Exponential moving average of the updates, optionally debiased.
 
     Update rule:
-        e_k = decay * e_{k-1} + (1 - decay) * g_k;  u_k = e_k / (1 - decay**k) if debias.
+        e_k = decay * e_{k-1} + (1 - decay) * g_k
+        u_k = e_k / (1 - decay**k) if debias, else e_k
 
     Args:
         decay: Averaging coefficient in [0, 1].

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Adam-family preconditioners: `scale_by_adam`, `scale_by_amsgrad`, `scale_by_adamax`."""
+"""Adam-family preconditioners: scale_by_adam, scale_by_amsgrad, scale_by_adamax."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def scale_by_adam(
 
     Update rule:
         m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;  m̂ = m/(1-b1^t);  v̂ = v/(1-b2^t)
-        u = m̂ / (sqrt(v̂ + eps_root) + eps)   (nesterov: m̂ = b1 m/(1-b1^{t+1}) + (1-b1) g/(1-b1^t))
+        u = m̂ / (sqrt(v̂ + eps_root) + eps)
+        nesterov: m̂ = b1 m / (1-b1^{t+1}) + (1-b1) g / (1-b1^t)
 
     Args:
         b1: First-moment decay in [0, 1).
@@ -75,7 +76,7 @@ def scale_by_adam(
     Example:
         >>> import gradtx, jax.numpy as jnp
         >>> tx = gradtx.scale_by_adam()
-        >>> tx.update(jnp.array([2.0, -3.0]), tx.init(jnp.zeros(2)))[0]
+        >>> tx.update(jnp.array([2.0, -4.0]), tx.init(jnp.zeros(2)))[0]
         Array([ 1., -1.], dtype=float32)
 
     References:
@@ -137,7 +138,8 @@ def scale_by_amsgrad(
     """Adam with the denominator built from the running maximum of the (corrected) `nu`.
 
     Update rule:
-        as `scale_by_adam`, then v_max = max(v_max, v̂);  u = m̂ / (sqrt(v_max + eps_root) + eps)
+        as `scale_by_adam`, then v_max = max(v_max, v̂)
+        u = m̂ / (sqrt(v_max + eps_root) + eps)
 
     Args:
         b1: First-moment decay in [0, 1).

@@ -26,7 +26,7 @@ def _stateless(fn_leaf_or_tree, tree_level: bool = False) -> GradientTransformat
 
 
 def _shrink_factor(size: jax.Array, limit: jax.Array) -> jax.Array:
-    """`min(1, limit / size)` with no 0/0: 1 whenever `size <= limit` (so limit 0, size 0 -> 1)."""
+    """`min(1, limit / size)` with no 0/0: 1 whenever `size <= limit`."""
     within = size <= limit
     return jnp.where(within, 1.0, limit / jnp.where(within, 1.0, size)).astype(
         size.dtype

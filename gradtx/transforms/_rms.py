@@ -136,7 +136,7 @@ def scale_by_stddev(
     eps_in_sqrt: bool = True,
     bias_correction: bool = False,
 ) -> GradientTransformation:
-    """Divides the updates by a moving estimate of their standard deviation (centered RMSProp).
+    """Divides the updates by a moving estimate of their std (centered RMSProp).
 
     The variance `v̂ - m̂²` is floored at 0, so rounding never takes a square root of a
     negative number (optax can return NaN there).

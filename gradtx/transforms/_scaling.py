@@ -76,14 +76,15 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
 
     Example:
         >>> import gradtx, jax.numpy as jnp
-        >>> tx = gradtx.scale_by_schedule(lambda c: 1.0 / (c + 1))
+        >>> tx = gradtx.scale_by_schedule(lambda c: 1.0 / (c.astype(jnp.float32) + 1))
         >>> u, s = tx.update(jnp.ones(1), tx.init(jnp.ones(1)))
         >>> tx.update(jnp.ones(1), s)[0]
         Array([0.5], dtype=float32)
     """
     if not callable(step_size_fn):
         raise TypeError(
-            f"gradtx.scale_by_schedule: step_size_fn must be callable, got {step_size_fn!r}"
+            "gradtx.scale_by_schedule: step_size_fn must be callable, "
+            f"got {step_size_fn!r}"
         )
 
     def init(params):

@@ -29,7 +29,7 @@ def add_decayed_weights(
     A callable `mask` is called with the params; a bool tree may be a prefix of them.
 
     Args:
-        weight_decay: Non-negative coefficient, a traced array, or a schedule of the step.
+        weight_decay: Non-negative coefficient, a traced array, or a schedule.
         mask: A tree of bools (or `params -> tree`); `False` leaves get no decay.
             `None` decays every leaf.
 
