@@ -55,3 +55,175 @@ def count(shapes: dict) -> tuple[int, int]:
     """(number of leaves, number of parameters)."""
     leaves = jax.tree.leaves(shapes, is_leaf=is_shape)
     return len(leaves), sum(math.prod(s) for s in leaves)
+
+
+# --- helpers shared by compile.py, overhead.py, state_dtype.py and memory.py ---
+
+
+def canonical_chain(lib):
+    """The issue's canonical chain, built from `lib` (gradtx or optax) alone."""
+    return lib.chain(
+        lib.clip_by_global_norm(1.0),
+        lib.scale_by_adam(),
+        lib.add_decayed_weights(1e-4),
+        lib.scale_by_learning_rate(
+            lib.warmup_cosine_decay_schedule(0.0, 1e-3, 100, 10_000)
+        ),
+    )
+
+
+def make_step(lib, tx):
+    """A fresh (never cached) `step(params, state, grads) -> (params, state)`."""
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return lib.apply_updates(params, updates), state
+
+    return step
+
+
+def uniform_shapes(n_leaves: int, shape: tuple[int, ...]) -> dict:
+    """A flat dict of `n_leaves` leaves of the same `shape`."""
+    return {f"w{i:05d}": tuple(shape) for i in range(n_leaves)}
+
+
+def abstract_tree(shapes: dict, dtype=jnp.float32) -> dict:
+    """`jax.ShapeDtypeStruct` leaves with the given shapes: no memory is allocated."""
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s, dtype), shapes, is_leaf=is_shape
+    )
+
+
+def nbytes(tree) -> int:
+    """Sum of `nbytes` of the (concrete or abstract) array leaves of `tree`."""
+    return sum(
+        math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
+    )
+
+
+def header(extra: str = "") -> str:
+    """Version, backend and machine lines printed at the top of every benchmark."""
+    import os
+    import platform
+
+    import optax
+
+    import gradtx
+
+    dev = jax.devices()[0]
+    lines = [
+        f"jax {jax.__version__}, optax {optax.__version__}, "
+        f"gradtx {gradtx.__version__}",
+        f"backend {jax.default_backend()} ({dev.device_kind}), {os.cpu_count()} CPUs",
+        f"python {platform.python_version()}, {platform.platform()}",
+        f"flat layout: {flat_source()}",
+    ]
+    if extra:
+        lines.append(extra)
+    return "\n".join(lines)
+
+
+# --- the flat layout: gradtx.flat when it exists, else a stand-in with its API ---
+
+
+def have_gradtx_flat() -> bool:
+    try:
+        import gradtx.flat  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def flat_source() -> str:
+    if have_gradtx_flat():
+        return "gradtx.flat"
+    return "emulated in benchmarks/_trees.py (gradtx.flat not importable yet)"
+
+
+class EmulatedLayout:
+    """Stand-in for `gradtx.flat.layout(params)` until that module lands.
+
+    `ravel(tree)` concatenates the leaves of each dtype into one 1-D buffer and
+    returns `{dtype name: buffer}`; `unravel(flat)` slices them back into the tree.
+    The optimizer applied to the flat dict sees one leaf per dtype, exactly what it
+    will see with `gradtx.flat`.
+    """
+
+    def __init__(self, params):
+        leaves, self.treedef = jax.tree.flatten(params)
+        self.shapes = [tuple(x.shape) for x in leaves]
+        self.dtypes = [jnp.dtype(x.dtype) for x in leaves]
+        self.names = sorted({d.name for d in self.dtypes})
+        self.sizes = dict.fromkeys(self.names, 0)
+        self.offsets = []
+        for s, d in zip(self.shapes, self.dtypes, strict=True):
+            self.offsets.append(self.sizes[d.name])
+            self.sizes[d.name] += math.prod(s)
+
+    def ravel(self, tree) -> dict:
+        leaves = self.treedef.flatten_up_to(tree)
+        return {
+            n: jnp.concatenate(
+                [
+                    jnp.ravel(x)
+                    for x, d in zip(leaves, self.dtypes, strict=True)
+                    if d.name == n
+                ]
+            )
+            for n in self.names
+        }
+
+    def unravel(self, flat: dict):
+        out = [
+            jax.lax.dynamic_slice_in_dim(flat[d.name], o, math.prod(s)).reshape(s)
+            for s, d, o in zip(self.shapes, self.dtypes, self.offsets, strict=True)
+        ]
+        return self.treedef.unflatten(out)
+
+    def abstract(self) -> dict:
+        """The flat dict as `jax.ShapeDtypeStruct`s (what the optimizer sees)."""
+        return {n: jax.ShapeDtypeStruct((self.sizes[n],), n) for n in self.names}
+
+
+def flat_layout(params):
+    """`gradtx.flat.layout(params)` if importable, else an `EmulatedLayout`."""
+    if have_gradtx_flat():
+        import gradtx.flat
+
+        return gradtx.flat.layout(params)
+    return EmulatedLayout(params)
+
+
+def abstract_flat(params) -> dict:
+    """The flat dict of `params` (concrete or abstract) as ShapeDtypeStructs.
+
+    Uses `jax.eval_shape` on the layout's `ravel`, so nothing is allocated.
+    """
+    layout = flat_layout(params)
+    return jax.eval_shape(layout.ravel, params)
+
+
+def flat_random(shapes: dict, key: jax.Array, scale: float = 1.0) -> dict:
+    """`random_tree(shapes, key, scale)` raveled by the flat layout."""
+    tree = random_tree(shapes, key, scale)
+    return flat_layout(tree).ravel(tree)
+
+
+def time_interleaved(runs: dict, steps: int, rotate: bool = True) -> dict:
+    """Runs each `runs[name]()` `steps` times, interleaved; returns seconds per call.
+
+    Each entry is a zero-argument callable that performs one step and blocks until it
+    is done (it keeps its own carry). The order of the entries rotates every round,
+    so no library always runs first (or right after the other).
+    """
+    import time
+
+    names = list(runs)
+    times = {n: [] for n in names}
+    for i in range(steps):
+        k = i % len(names) if rotate else 0
+        for n in names[k:] + names[:k]:
+            t0 = time.perf_counter()
+            runs[n]()
+            times[n].append(time.perf_counter() - t0)
+    return times

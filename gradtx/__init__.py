@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """gradtx: composable gradient transformations for JAX, a drop-in for optax."""
 
-from gradtx import tree
+from gradtx import flat, tree
 from gradtx._base import (
     EmptyState,
     GradientTransformation,
@@ -19,6 +19,7 @@ from gradtx._errors import (
     TreeMismatchError,
 )
 from gradtx._numerics import safe_int32_increment
+from gradtx._step import make_step
 from gradtx._tree import norm as global_norm
 from gradtx._types import (
     OptState,

@@ -21,6 +21,7 @@ def _public_names():
             continue
         names.append(name)
     names += [f"tree.{n}" for n in gradtx.tree.__all__]
+    names += [f"flat.{n}" for n in gradtx.flat.__all__]
     return names
 
 
@@ -32,10 +33,12 @@ def test_docs_every_public_name_is_in_the_api_pages(name):
 
 def test_docs_api_pages_name_only_existing_functions():
     documented = set(
-        re.findall(r"^\| `(?:tree\.)?([a-z_][a-z0-9_]*)\(", API_TEXT, re.M)
+        re.findall(r"^\| `(?:tree\.|flat\.)?([a-z_][a-z0-9_]*)\(", API_TEXT, re.M)
     )
     missing = sorted(
-        n for n in documented if not hasattr(gradtx, n) and not hasattr(gradtx.tree, n)
+        n
+        for n in documented
+        if not any(hasattr(m, n) for m in (gradtx, gradtx.tree, gradtx.flat))
     )
     assert not missing, f"docs/api names functions gradtx does not have: {missing}"
 

@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Per-step overhead on a tiny tree, gradtx and optax side by side, in one process.
+
+The step is `update` + `apply_updates`, `jax.jit(step, donate_argnums=(0, 1))`, on a
+tree so small (10 float32 leaves of 100 elements) that the math is free and what is
+measured is the fixed cost of a step: Python-side dispatch (flattening the params,
+state and grads pytrees, checking the jit cache, handling donated buffers) and the
+launch of the compiled program's kernels. Two optimizers: `adamw(1e-3,
+weight_decay=0.1)` and the canonical chain (clip + adam + decayed weights + warmup
+cosine learning rate). Rows: optax on the tree, gradtx on the tree, gradtx on the flat
+layout (`gradtx.flat`: params, grads and state are one 1-D buffer per dtype). Each
+call is timed alone, with `jax.block_until_ready`; the three rows are interleaved (the
+order rotates every round). Printed: the median microseconds per step, the
+interquartile range, and the ratio to optax. The issue target is <= 0.4x optax.
+
+Run:
+    python benchmarks/overhead.py              # 2000 timed steps per row (~15 s)
+    python benchmarks/overhead.py --quick      # 300 steps (~3 s)
+    python benchmarks/overhead.py --leaves 148 --size 1000 --steps 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+
+import _trees
+import jax
+import jax.numpy as jnp
+import optax
+
+import gradtx
+
+ROWS = ("optax (tree)", "gradtx (tree)", "gradtx (flat)", "floor: sgd (flat)")
+
+
+def optimizers(lib) -> dict:
+    return {
+        "adamw(1e-3, wd=0.1)": lambda: lib.adamw(1e-3, weight_decay=0.1),
+        "clip+adam+wd+cosine chain": lambda: _trees.canonical_chain(lib),
+    }
+
+
+def prepare(row: str, name: str, params, grads, flat_params, flat_grads):
+    """Returns (`run(k)`: k steps then block, getter of the current params)."""
+    lib = optax if row.startswith("optax") else gradtx
+    flat = row.endswith("(flat)")
+    p, g = (flat_params, flat_grads) if flat else (params, grads)
+    p = jax.tree.map(jnp.copy, p)  # donated below: keep the caller's arrays alive
+    tx = gradtx.sgd(1e-3) if row.startswith("floor") else optimizers(lib)[name]()
+    carry = {"params": p, "state": tx.init(p)}
+    step = jax.jit(_trees.make_step(lib, tx), donate_argnums=(0, 1))
+
+    def run(k: int = 1):
+        for _ in range(k):
+            carry["params"], carry["state"] = step(carry["params"], carry["state"], g)
+        jax.block_until_ready((carry["params"], carry["state"]))
+
+    run(3)  # compile + warm up
+    return run, lambda: carry["params"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, help="timed steps per row (2000)")
+    parser.add_argument("--quick", "--small", action="store_true", help="300 steps")
+    parser.add_argument("--leaves", type=int, default=10, help="number of leaves (10)")
+    parser.add_argument("--size", type=int, default=100, help="elements per leaf (100)")
+    parser.add_argument(
+        "--chunk", type=int, default=50, help="steps per pipelined timing (50)"
+    )
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="jax_cpu_enable_async_dispatch=False (run on the calling thread)",
+    )
+    args = parser.parse_args()
+    steps = args.steps or (300 if args.quick else 2000)
+    if args.sync:
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+    shapes = _trees.uniform_shapes(args.leaves, (args.size,))
+    params = _trees.random_tree(shapes, jax.random.key(0))
+    grads = _trees.random_tree(shapes, jax.random.key(1), scale=1e-2)
+    layout = _trees.flat_layout(params)
+    flat_params, flat_grads = layout.ravel(params), layout.ravel(grads)
+
+    print(_trees.header())
+    print(
+        f"tree: {args.leaves} float32 leaves of {args.size} elements; flat: "
+        f"{len(flat_params)} buffer(s); CPU async dispatch "
+        f"{'off' if args.sync else 'on'}\n"
+        f"blocked: median of {steps} steps, each timed alone with block_until_ready; "
+        f"pipelined: median over chunks of {args.chunk} steps dispatched back to back, "
+        f"{steps} steps in all;\nrows interleaved (order rotates), after compile + "
+        "2 warmup steps; floor row: the same jitted, donated step for sgd, no state\n"
+    )
+    head = (
+        f"{'optimizer':26} {'row':18} {'blocked us':>10} {'ratio':>6}"
+        f" {'pipelined us':>12} {'ratio':>6} {'max|dp|':>8}"
+    )
+    print(head + "\n" + "-" * len(head))
+    for name in optimizers(optax):
+        runs, getters = {}, {}
+        for row in ROWS:
+            runs[row], getters[row] = prepare(
+                row, name, params, grads, flat_params, flat_grads
+            )
+        blocked = _trees.time_interleaved(runs, steps)
+        chunked = {r: functools.partial(run, args.chunk) for r, run in runs.items()}
+        piped = _trees.time_interleaved(chunked, max(1, steps // args.chunk))
+        med_b = {r: 1e6 * statistics.median(t) for r, t in blocked.items()}
+        med_p = {r: 1e6 * statistics.median(t) / args.chunk for r, t in piped.items()}
+        ref = getters[ROWS[0]]()
+        for row in ROWS:
+            got = getters[row]()
+            if row.endswith("(flat)"):
+                got = layout.unravel(got)
+            diff = max(
+                float(jnp.max(jnp.abs(a - b)))
+                for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True)
+            )
+            is_ref = row == ROWS[0]
+            rb = "" if is_ref else f"{med_b[row] / med_b[ROWS[0]]:.2f}"
+            rp = "" if is_ref else f"{med_p[row] / med_p[ROWS[0]]:.2f}"
+            dp = "" if row.startswith("floor") else f"{diff:8.1e}"
+            print(
+                f"{name:26} {row:18} {med_b[row]:10.1f} {rb:>6}"
+                f" {med_p[row]:12.1f} {rp:>6} {dp:>8}"
+            )
+        print()
+
+
+if __name__ == "__main__":
+    main()
