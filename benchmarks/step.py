@@ -115,11 +115,19 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny widths, 2 layers")
     parser.add_argument("--layers", type=int, help="number of transformer blocks")
     parser.add_argument("--hlo", type=Path, help="folder for the optimized HLO text")
+    parser.add_argument(
+        "--flat",
+        type=float,
+        metavar="MILLIONS",
+        help="one flat float32 buffer of this many million params (gradtx.flat layout)",
+    )
     args = parser.parse_args()
     vocab, ctx, width, layers = _trees.GPT2_TINY if args.small else _trees.GPT2_SMALL
     layers = args.layers or (2 if args.small else layers)
     args.steps = args.steps or (100 if args.small else 10)
     shapes = _trees.gpt2_shapes(vocab, ctx, width, layers)
+    if args.flat:  # what an optimizer sees under gradtx.flat: one buffer per dtype
+        shapes = {"float32": (int(args.flat * 1e6),)}
     n_leaves, n_params = _trees.count(shapes)
     if args.hlo is not None:
         args.hlo.mkdir(parents=True, exist_ok=True)

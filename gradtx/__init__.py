@@ -88,4 +88,13 @@ from gradtx.schedules import (
 
 # --- schedules (end) ---
 
+# --- wrappers: masking and partition (begin) ---
+# --- wrappers: masking and partition (end) ---
+
+# --- wrappers: accumulation, finiteness, injection (begin) ---
+# --- wrappers: accumulation, finiteness, injection (end) ---
+
+# --- precision (begin) ---
+# --- precision (end) ---
+
 __version__ = "0.1.0.dev0"

@@ -114,3 +114,19 @@ def unzip(tree: Any, template: Any, n: int) -> tuple[Any, ...]:
     treedef = jax.tree.structure(template)
     leaves = treedef.flatten_up_to(tree)
     return tuple(treedef.unflatten([leaf[i] for leaf in leaves]) for i in range(n))
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """One scalar bool: whether every element of every leaf is finite (True if none)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.stack(leaves).all()
+
+
+def select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """Picks `on_true` or `on_false` (same structure and dtypes) by a scalar predicate.
+
+    No control flow: it shards and vmaps like any elementwise op.
+    """
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
