@@ -17,8 +17,8 @@ by `_trees.EmulatedLayout` while `gradtx.flat` does not exist yet). Printed: sec
 optax at 1000 leaves.
 
 Run:
-    python benchmarks/compile.py               # 10, 100, 1000 leaves (~1 min)
-    python benchmarks/compile.py --full        # also 3000 leaves (optax ~90 s there)
+    python benchmarks/compile.py               # 10, 100, 1000 leaves (~35 s)
+    python benchmarks/compile.py --full        # also 3000 leaves (~2.5 min)
     python benchmarks/compile.py --quick       # 10 and 100 leaves, 64x64 (~10 s)
     python benchmarks/compile.py --leaves 10 300 --repeats 3
 """
@@ -74,7 +74,7 @@ def main() -> None:
 
     print(_trees.header())
     print(
-        f"canonical chain step, float32 leaves of shape {shape}, jit donate (0, 1), "
+        f"canonical chain step, float32 leaves of shape {shape}, jit donate (0, 1),\n"
         f"lowered from ShapeDtypeStructs; min of {args.repeats} lower+compile, "
         "jax.clear_caches() before each\n"
     )

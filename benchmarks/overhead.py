@@ -14,7 +14,7 @@ order rotates every round). Printed: the median microseconds per step, the
 interquartile range, and the ratio to optax. The issue target is <= 0.4x optax.
 
 Run:
-    python benchmarks/overhead.py              # 2000 timed steps per row (~15 s)
+    python benchmarks/overhead.py              # 2000 timed steps per row (~6 s)
     python benchmarks/overhead.py --quick      # 300 steps (~3 s)
     python benchmarks/overhead.py --leaves 148 --size 1000 --steps 5000
 """
@@ -91,10 +91,11 @@ def main() -> None:
         f"tree: {args.leaves} float32 leaves of {args.size} elements; flat: "
         f"{len(flat_params)} buffer(s); CPU async dispatch "
         f"{'off' if args.sync else 'on'}\n"
-        f"blocked: median of {steps} steps, each timed alone with block_until_ready; "
-        f"pipelined: median over chunks of {args.chunk} steps dispatched back to back, "
-        f"{steps} steps in all;\nrows interleaved (order rotates), after compile + "
-        "2 warmup steps; floor row: the same jitted, donated step for sgd, no state\n"
+        f"blocked: median of {steps} steps, each timed alone (block_until_ready)\n"
+        f"pipelined: median over chunks of {args.chunk} steps dispatched back to "
+        "back, then one block\nrows interleaved (order rotates), after compile + "
+        "2 warmup steps\nfloor: the same jitted, donated step for sgd (no state)\n"
+        "max|dp|: largest param difference from optax (tree) after the run\n"
     )
     head = (
         f"{'optimizer':26} {'row':18} {'blocked us':>10} {'ratio':>6}"

@@ -123,3 +123,15 @@ def leaf_dtype(*xs: jax.Array) -> Any:
 def moment(value: jax.Array, old: jax.Array, decay: jax.Array) -> jax.Array:
     """Exponential moving average `decay * old + (1 - decay) * value`."""
     return (1 - decay) * value + decay * old
+
+
+def store(x: jax.Array, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """Rounds a freshly computed state leaf to its storage `dtype` once.
+
+    Returns `(stored, value)`: the leaf to keep in the state and the same rounded value
+    back in `x`'s compute dtype, which the update must use. Computing the update from
+    the unrounded value instead makes XLA keep the old low-precision state alive next to
+    the new one (a full copy per leaf per step): bf16 moments ran 2.1x slower than f32.
+    """
+    stored = x.astype(dtype)
+    return stored, stored.astype(x.dtype)

@@ -189,8 +189,16 @@ class Adam(Reference):
 
     def update(self, grads, state, params=None):
         b1, b2, t = self.b1, self.b2, increment(state["count"])
-        m = tmap(lambda g, m: b1 * m + (1 - b1) * g, grads, state["mu"])
-        v = tmap(lambda g, v: b2 * v + (1 - b2) * g * g, grads, state["nu"])
+        # The new moments are rounded to their storage dtype first and the update is
+        # computed from the stored values (gradtx stores once and uses what it stored).
+        m = tmap(
+            lambda g, m: store(b1 * m + (1 - b1) * g, self.mu_dtype), grads, state["mu"]
+        )
+        v = tmap(
+            lambda g, v: store(b2 * v + (1 - b2) * g * g, self.nu_dtype),
+            grads,
+            state["nu"],
+        )
         c1, c2 = bias_correction(b1, t), bias_correction(b2, t)
         if self.nesterov:
             c1_next = bias_correction(b1, increment(t))
@@ -200,9 +208,7 @@ class Adam(Reference):
         u = tmap(
             lambda m, v: m / (np.sqrt(v / c2 + self.eps_root) + self.eps), m_hat, v
         )
-        mu = tmap(lambda m: store(m, self.mu_dtype), m)
-        nu = tmap(lambda v: store(v, self.nu_dtype), v)
-        return u, {"count": t, "mu": mu, "nu": nu}
+        return u, {"count": t, "mu": m, "nu": v}
 
 
 class AmsGrad(Reference):
@@ -231,7 +237,9 @@ class AmsGrad(Reference):
 
     def update(self, grads, state, params=None):
         b1, b2, t = self.b1, self.b2, increment(state["count"])
-        m = tmap(lambda g, m: b1 * m + (1 - b1) * g, grads, state["mu"])
+        m = tmap(
+            lambda g, m: store(b1 * m + (1 - b1) * g, self.mu_dtype), grads, state["mu"]
+        )
         v = tmap(lambda g, v: b2 * v + (1 - b2) * g * g, grads, state["nu"])
         c1 = bias_correction(b1, t) if self.bc_mu else 1.0
         c2 = bias_correction(b2, t) if self.bc_nu else 1.0
@@ -239,8 +247,7 @@ class AmsGrad(Reference):
         u = tmap(
             lambda m, vm: (m / c1) / (np.sqrt(vm + self.eps_root) + self.eps), m, vmax
         )
-        mu = tmap(lambda m: store(m, self.mu_dtype), m)
-        return u, {"count": t, "mu": mu, "nu": v, "nu_max": vmax}
+        return u, {"count": t, "mu": m, "nu": v, "nu_max": vmax}
 
 
 class AdaMax(Reference):

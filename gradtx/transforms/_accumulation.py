@@ -72,9 +72,9 @@ def trace(
         def leaf(g, t):
             cd = _numerics.leaf_dtype(g, t)
             gc, dc = g.astype(cd), like(d, g.astype(cd))
-            new_t = gc + dc * t.astype(cd)
+            t_store, new_t = _numerics.store(gc + dc * t.astype(cd), t.dtype)
             u = gc + dc * new_t if nesterov else new_t
-            return u.astype(g.dtype), new_t.astype(t.dtype)
+            return u.astype(g.dtype), t_store
 
         out = jax.tree.map(leaf, updates, state.trace)
         u, t = _tree.unzip(out, updates, 2)
@@ -130,8 +130,9 @@ def ema(
         def leaf(g, e):
             cd = _numerics.leaf_dtype(g, e)
             new_e = _numerics.moment(g.astype(cd), e.astype(cd), like(d, g.astype(cd)))
+            e_store, new_e = _numerics.store(new_e, e.dtype)
             u = new_e / like(correction, new_e) if debias else new_e
-            return u.astype(g.dtype), new_e.astype(e.dtype)
+            return u.astype(g.dtype), e_store
 
         u, e = _tree.unzip(jax.tree.map(leaf, updates, state.ema), updates, 2)
         return u, EmaState(count=count, ema=e)

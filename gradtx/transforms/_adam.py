@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 
 from gradtx import _numerics, _tree, _validate
 from gradtx._base import GradientTransformation
-from gradtx._numerics import abs_sq, like, moment
+from gradtx._numerics import abs_sq, like, moment, store
 
 
 class ScaleByAdamState(NamedTuple):
@@ -110,14 +110,15 @@ def scale_by_adam(
             cd = _numerics.leaf_dtype(g, m, v)
             gc = g.astype(cd)
             r = lambda h: like(h, gc)
-            m_new = moment(gc, m.astype(cd), r(hb1))
+            m_store, m_new = store(moment(gc, m.astype(cd), r(hb1)), m.dtype)
             v_new = moment(abs_sq(gc).astype(cd), v.astype(cd), r(hb2))
+            v_store, v_new = store(v_new, v.dtype)
             if nesterov:
                 m_hat = r(hb1) * m_new / r(c1_next) + (1 - r(hb1)) * gc / r(c1)
             else:
                 m_hat = m_new / r(c1)
             u = m_hat / (jnp.sqrt(v_new / r(c2) + r(heps_root)) + r(heps))
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+            return u.astype(g.dtype), m_store, v_store
 
         out = jax.tree.map(leaf, updates, state.mu, state.nu)
         u, mu, nu = _tree.unzip(out, updates, 3)
@@ -190,15 +191,17 @@ def scale_by_amsgrad(
             cd = _numerics.leaf_dtype(g, m, v, vmax)
             gc = g.astype(cd)
             r = lambda h: like(h, gc)
-            m_new = moment(gc, m.astype(cd), r(hb1))
+            m_store, m_new = store(moment(gc, m.astype(cd), r(hb1)), m.dtype)
             v_new = moment(abs_sq(gc).astype(cd), v.astype(cd), r(hb2))
+            v_store, v_new = store(v_new, v.dtype)
             vmax_new = jnp.maximum(vmax.astype(cd), v_new / r(c2))
+            vmax_store, vmax_new = store(vmax_new, vmax.dtype)
             u = (m_new / r(c1)) / (jnp.sqrt(vmax_new + r(heps_root)) + r(heps))
             return (
                 u.astype(g.dtype),
-                m_new.astype(m.dtype),
-                v_new.astype(v.dtype),
-                vmax_new.astype(vmax.dtype),
+                m_store,
+                v_store,
+                vmax_store,
             )
 
         out = jax.tree.map(leaf, updates, state.mu, state.nu, state.nu_max)
@@ -260,10 +263,13 @@ def scale_by_adamax(
             cd = _numerics.leaf_dtype(g, m, v)
             gc = g.astype(cd)
             r = lambda h: like(h, gc)
-            m_new = moment(gc, m.astype(cd), r(hb1))
+            m_store, m_new = store(moment(gc, m.astype(cd), r(hb1)), m.dtype)
             v_new = jnp.maximum(jnp.abs(gc).astype(cd) + r(heps), r(hb2) * v.astype(cd))
-            u = m_new / r(c1) / v_new
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+            v_store, v_new = store(v_new, v.dtype)
+            # v >= eps always holds in float32; the floor matters only when a float16
+            # store has rounded `|g| + eps` down to 0 (0/0 would be NaN).
+            u = m_new / r(c1) / jnp.maximum(v_new, r(heps))
+            return u.astype(g.dtype), m_store, v_store
 
         out = jax.tree.map(leaf, updates, state.mu, state.nu)
         u, mu, nu = _tree.unzip(out, updates, 3)

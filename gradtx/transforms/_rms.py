@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 
 from gradtx import _numerics, _tree, _validate
 from gradtx._base import GradientTransformation
-from gradtx._numerics import abs_sq, like, moment
+from gradtx._numerics import abs_sq, like, moment, store
 
 
 class ScaleByRmsState(NamedTuple):
@@ -118,8 +118,9 @@ def scale_by_rms(
             cd = _numerics.leaf_dtype(g, v)
             gc = g.astype(cd)
             v_new = moment(abs_sq(gc).astype(cd), v.astype(cd), like(hd, gc))
+            v_store, v_new = store(v_new, v.dtype)
             u = gc * _inverse_root(v_new / like(c, gc), like(heps, gc), eps_in_sqrt)
-            return u.astype(g.dtype), v_new.astype(v.dtype)
+            return u.astype(g.dtype), v_store
 
         u, nu = _tree.unzip(jax.tree.map(leaf, updates, state.nu), updates, 2)
         if bias_correction:
@@ -192,12 +193,14 @@ def scale_by_stddev(
             cd = _numerics.leaf_dtype(g, m, v)
             gc = g.astype(cd)
             r = lambda h: like(h, gc)
-            m_new = moment(gc, m.astype(cd), r(hd))
-            v_new = moment(abs_sq(gc).astype(cd), v.astype(cd), r(hd))
+            m_store, m_new = store(moment(gc, m.astype(cd), r(hd)), m.dtype)
+            v_store, v_new = store(
+                moment(abs_sq(gc).astype(cd), v.astype(cd), r(hd)), v.dtype
+            )
             var = v_new / r(c) - abs_sq(m_new / r(c)).astype(cd)
             var = jnp.maximum(jnp.real(var), 0).astype(cd)
             u = gc * _inverse_root(var, r(heps), eps_in_sqrt)
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+            return u.astype(g.dtype), m_store, v_store
 
         out = jax.tree.map(leaf, updates, state.mu, state.nu)
         u, mu, nu = _tree.unzip(out, updates, 3)
@@ -253,10 +256,10 @@ def scale_by_rss(
         def leaf(g, s):
             cd = _numerics.leaf_dtype(g, s)
             gc = g.astype(cd)
-            s_new = abs_sq(gc).astype(cd) + s.astype(cd)
+            s_store, s_new = store(abs_sq(gc).astype(cd) + s.astype(cd), s.dtype)
             positive = jnp.real(s_new) > 0
             inv = jnp.where(positive, jax.lax.rsqrt(s_new + like(heps, gc)), 0)
-            return (gc * inv).astype(g.dtype), s_new.astype(s.dtype)
+            return (gc * inv).astype(g.dtype), s_store
 
         u, s = _tree.unzip(
             jax.tree.map(leaf, updates, state.sum_of_squares), updates, 2
