@@ -10,9 +10,6 @@ params in 148 leaves) with fixed random grads. Configurations:
 - optax f32: default;
 - optax bf16: `adamw(..., mu_dtype=jnp.bfloat16)` (optax has no `nu_dtype`: nu
   stays float32);
-- with --proposed, also "gradtx bf16 proposed": a local copy of gradtx's
-  `scale_by_adam` leaf math that computes the update from the *stored* (rounded)
-  moments, the change this benchmark's analysis proposes (see benchmarks/README.md).
 
 All are compiled ahead of time, run once, then timed interleaved (the order rotates
 every round) with `block_until_ready`. Printed, per configuration: the median ms per
@@ -28,7 +25,6 @@ issue target is gradtx bf16 <= 0.9x gradtx f32.
 Run:
     python benchmarks/state_dtype.py               # GPT-2 small, 10 steps (~40 s, 7 GB)
     python benchmarks/state_dtype.py --steps 30    # less noise
-    python benchmarks/state_dtype.py --proposed    # also time the proposed fix
     python benchmarks/state_dtype.py --quick       # tiny widths, 2 layers (~10 s)
     python benchmarks/state_dtype.py --hlo hlo/    # also write each optimized HLO
 """
@@ -49,60 +45,10 @@ import optax
 import gradtx
 
 CONFIGS = ("gradtx f32", "gradtx bf16", "optax f32", "optax bf16")
-PROPOSED = "gradtx bf16 proposed"
-
-
-def scale_by_adam_from_stored(mu_dtype, nu_dtype) -> gradtx.GradientTransformation:
-    """gradtx's `scale_by_adam` (defaults, no nesterov) with one change (--proposed).
-
-    The new moments are rounded to their storage dtype *before* the update is
-    computed from them, so the update reads the moments just written instead of
-    recomputing them from the old ones (which XLA must then copy, because the
-    donated old buffers are overwritten by the new moments). For float32 storage the
-    rounding is a no-op and the program is unchanged.
-    """
-    b1, b2, eps = jnp.float32(0.9), jnp.float32(0.999), jnp.float32(1e-8)
-
-    def init(params):
-        return gradtx.ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32),
-            mu=jax.tree.map(lambda p: jnp.zeros(p.shape, mu_dtype), params),
-            nu=jax.tree.map(lambda p: jnp.zeros(p.shape, nu_dtype), params),
-        )
-
-    def update(updates, state, params=None):
-        del params
-        count = gradtx.safe_int32_increment(state.count)
-        c1 = 1 - b1 ** count.astype(jnp.float32)
-        c2 = 1 - b2 ** count.astype(jnp.float32)
-
-        def leaf(g, m, v):
-            gc = g.astype(jnp.float32)
-            m_st = ((1 - b1) * gc + b1 * m.astype(jnp.float32)).astype(m.dtype)
-            v_st = ((1 - b2) * gc * gc + b2 * v.astype(jnp.float32)).astype(v.dtype)
-            m_hat = m_st.astype(jnp.float32) / c1
-            v_hat = v_st.astype(jnp.float32) / c2
-            u = m_hat / (jnp.sqrt(v_hat) + eps)
-            return u.astype(g.dtype), m_st, v_st
-
-        out = jax.tree.map(leaf, updates, state.mu, state.nu)
-        treedef = jax.tree.structure(updates)
-        leaves = treedef.flatten_up_to(out)
-        u, mu, nu = (treedef.unflatten([x[i] for x in leaves]) for i in range(3))
-        return u, gradtx.ScaleByAdamState(count=count, mu=mu, nu=nu)
-
-    return gradtx.GradientTransformation(init, update)
 
 
 def make_tx(config: str):
     """(library, transformation) of one configuration."""
-    if config == PROPOSED:
-        tx = gradtx.chain(
-            scale_by_adam_from_stored(jnp.bfloat16, jnp.bfloat16),
-            gradtx.add_decayed_weights(0.1),
-            gradtx.scale_by_learning_rate(1e-3),
-        )
-        return gradtx, tx
     lib_name, dtype = config.split()
     lib = gradtx if lib_name == "gradtx" else optax
     kw = {}
@@ -168,9 +114,6 @@ def main() -> None:
         "--quick", "--small", action="store_true", help="tiny widths, 2 layers"
     )
     parser.add_argument("--layers", type=int, help="number of transformer blocks")
-    parser.add_argument(
-        "--proposed", action="store_true", help="also time the proposed gradtx fix"
-    )
     parser.add_argument("--hlo", type=Path, help="folder for the optimized HLO text")
     args = parser.parse_args()
     vocab, ctx, width, layers = _trees.GPT2_TINY if args.quick else _trees.GPT2_SMALL
@@ -178,7 +121,7 @@ def main() -> None:
     steps = args.steps or (50 if args.quick else 10)
     shapes = _trees.gpt2_shapes(vocab, ctx, width, layers)
     n_leaves, n_params = _trees.count(shapes)
-    configs = CONFIGS + ((PROPOSED,) if args.proposed else ())
+    configs = CONFIGS
 
     print(_trees.header())
     print(
