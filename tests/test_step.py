@@ -40,9 +40,23 @@ def test_make_step_without_donation_keeps_inputs():
     assert not any(x.is_deleted() for x in jax.tree.leaves((params, state)))
 
 
-@pytest.mark.parametrize("name", ["adamw", "canonical"], ids=["adamw", "canonical"])
+_STEP_TXS = {
+    "adamw": lambda: gradtx.adamw(1e-3),
+    "canonical": _canonical,
+    # Regression: the update once used the unrounded moments, so XLA copied every
+    # old bf16 moment aside (a leaf-sized temporary per moment per step).
+    "adamw_bf16_moments": lambda: gradtx.adamw(
+        1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16
+    ),
+    "sgd_bf16_momentum": lambda: gradtx.sgd(
+        1e-3, momentum=0.9, accumulator_dtype=jnp.bfloat16
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(_STEP_TXS), ids=list(_STEP_TXS))
 def test_make_step_aliases_every_buffer_and_needs_no_leaf_sized_temporary(name):
-    tx = gradtx.adamw(1e-3) if name == "adamw" else _canonical()
+    tx = _STEP_TXS[name]()
     params = {f"l{i}": jnp.ones((64, 64)) for i in range(4)}
     state = tx.init(params)
     compiled = gradtx.make_step(tx).lower(params, state, params).compile()
