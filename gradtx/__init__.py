@@ -89,12 +89,56 @@ from gradtx.schedules import (
 # --- schedules (end) ---
 
 # --- wrappers: masking and partition (begin) ---
+# isort: split
+from gradtx.wrappers._conditional import (
+    ConditionallyMaskState,
+    ConditionallyTransformState,
+    conditionally_mask,
+    conditionally_transform,
+)
+from gradtx.wrappers._layouts import flatten
+from gradtx.wrappers._masking import MaskedNode, MaskedState, freeze, masked
+from gradtx.wrappers._partition import (
+    MultiTransformState,
+    PartitionState,
+    multi_transform,
+    partition,
+    selective_transform,
+)
+
 # --- wrappers: masking and partition (end) ---
 
 # --- wrappers: accumulation, finiteness, injection (begin) ---
+# isort: split
+from gradtx.wrappers._finite import ApplyIfFiniteState, apply_if_finite
+from gradtx.wrappers._inject import (
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    WrappedSchedule,
+    WrappedScheduleState,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
+)
+from gradtx.wrappers._multisteps import (
+    MultiSteps,
+    MultiStepsState,
+    ShouldSkipUpdateFunction,
+    skip_large_updates,
+    skip_not_finite,
+)
+
 # --- wrappers: accumulation, finiteness, injection (end) ---
 
 # --- precision (begin) ---
+# isort: split
+from gradtx.precision._loss_scale import (
+    LossScaleState,
+    loss_scale,
+    scale_loss,
+    with_loss_scaling,
+)
+from gradtx.precision._memory import StateBytes, state_bytes
+
 # --- precision (end) ---
 
 __version__ = "0.1.0.dev0"

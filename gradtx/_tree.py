@@ -25,6 +25,22 @@ def full_like(tree: Any, value: Any, dtype: Any = None) -> Any:
     return jax.tree.map(lambda x: jnp.full(jnp.shape(x), value, dtype or x.dtype), tree)
 
 
+def squares_like(tree: Any, value: Any = 0, dtype: Any = None) -> Any:
+    """State for a sum or average of squared gradients, filled with `value`.
+
+    Without an explicit `dtype` each leaf follows its param's dtype, except that
+    float16 params get float32: squared gradients leave float16's range (0.001 * g**2
+    is 0 in float16 for |g| < 5e-3), which made Adam's update m / eps. bfloat16 has
+    float32's range and keeps its dtype.
+    """
+
+    def leaf(x):
+        own = dtype or (jnp.float32 if x.dtype == jnp.float16 else x.dtype)
+        return jnp.full(jnp.shape(x), value, own)
+
+    return jax.tree.map(leaf, tree)
+
+
 def cast_like(tree: Any, reference: Any) -> Any:
     """Casts each leaf of `tree` to the dtype of the matching leaf of `reference`."""
     return jax.tree.map(lambda x, r: x.astype(r.dtype), tree, reference)

@@ -37,6 +37,16 @@ NOT_IN_REGISTRY = {
     "stateless": "builds a transform from a user function",
     "stateless_with_tree_map": "builds a transform from a user function",
     "with_extra_args_support": "adapter for foreign (optax) transforms",
+    "apply_if_finite": "wrapper; tests/test_wrappers_accumulation_finite.py",
+    "with_loss_scaling": "wrapper around an inner transform; see test_loss_scale.py",
+    "masked": "wrapper of an inner transform; tests/test_wrappers_masking.py",
+    "freeze": "masked(set_to_zero(), mask); tests/test_wrappers_masking.py",
+    "partition": "wrapper of inner transforms; tests/test_wrappers_masking.py",
+    "multi_transform": "old name of partition; tests/test_wrappers_masking.py",
+    "selective_transform": "wraps partition; tests/test_wrappers_masking.py",
+    "flatten": "wrapper of an inner transform; tests/test_wrappers_masking.py",
+    "conditionally_transform": "wrapper; tests/test_wrappers_conditional.py",
+    "conditionally_mask": "wrapper; tests/test_wrappers_conditional.py",
 }
 
 

@@ -241,3 +241,25 @@ def test_learning_rate_none_descends_on_a_quadratic(tx):
         params = gradtx.apply_updates(params, updates)
         losses.append(float(loss(params)))
     assert all(b < a for a, b in itertools.pairwise(losses))
+
+
+@pytest.mark.parametrize(
+    "name", ["scale_by_adam", "scale_by_amsgrad", "scale_by_rms", "scale_by_rss"]
+)
+def test_float16_params_small_grads_keep_squared_state_in_range(name):
+    # float16 cannot hold 0.001 * g**2 for |g| < 5e-3; a flushed nu made Adam's
+    # update m / eps (inf). Squared-gradient state defaults to float32 for f16.
+    tx = getattr(gradtx, name)()
+    params = jnp.zeros(3, jnp.float16)
+    grads = jnp.asarray([2.3e-6, 6e-5, 1e-3], jnp.float16)
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = jax.jit(tx.update)(grads, state)
+    assert updates.dtype == jnp.float16
+    squared = [
+        x for x in jax.tree.leaves(state) if x.shape == (3,) and x.dtype != params.dtype
+    ]
+    assert squared, "no float32 squared-gradient state"
+    assert bool(jnp.all(jnp.isfinite(updates)))
+    # Each update is a normalised step of order 1 (sign of g), never m / eps.
+    assert float(jnp.max(jnp.abs(updates.astype(jnp.float32)))) < 10.0

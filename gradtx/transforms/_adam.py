@@ -91,7 +91,7 @@ def scale_by_adam(
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=_tree.zeros_like(params, mu_dtype),
-            nu=_tree.zeros_like(params, nu_dtype),
+            nu=_tree.squares_like(params, dtype=nu_dtype),
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -173,8 +173,8 @@ def scale_by_amsgrad(
         return ScaleByAmsgradState(
             count=jnp.zeros([], jnp.int32),
             mu=_tree.zeros_like(params, mu_dtype),
-            nu=_tree.zeros_like(params),
-            nu_max=_tree.zeros_like(params),
+            nu=_tree.squares_like(params),
+            nu_max=_tree.squares_like(params),
         )
 
     def update(updates, state, params=None, **extra_args):

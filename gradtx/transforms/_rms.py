@@ -99,7 +99,7 @@ def scale_by_rms(
     _check_rms_args("scale_by_rms", decay, eps, initial_scale)
 
     def init(params):
-        nu = _tree.full_like(params, initial_scale)
+        nu = _tree.squares_like(params, initial_scale)
         if bias_correction:
             return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
         return ScaleByRmsState(nu=nu)
@@ -172,7 +172,7 @@ def scale_by_stddev(
 
     def init(params):
         mu = _tree.zeros_like(params)
-        nu = _tree.full_like(params, initial_scale)
+        nu = _tree.squares_like(params, initial_scale)
         if bias_correction:
             return ScaleByRStdDevWithCountState(
                 count=jnp.zeros([], jnp.int32), mu=mu, nu=nu
@@ -245,7 +245,7 @@ def scale_by_rss(
 
     def init(params):
         return ScaleByRssState(
-            sum_of_squares=_tree.full_like(params, initial_accumulator_value)
+            sum_of_squares=_tree.squares_like(params, initial_accumulator_value)
         )
 
     def update(updates, state, params=None, **extra_args):
