@@ -18,6 +18,8 @@ import numpy as np
 import optax
 import pytest
 from _registry import avals, make_grads, make_params
+from _wrapper_runs import leaves_close as _leaves_close
+from _wrapper_runs import run
 
 import gradtx
 
@@ -26,28 +28,8 @@ strict = functools.partial(jax.numpy_dtype_promotion, "strict")
 
 
 def _run(tx, grads, params, jit, **extra):
-    """Runs `tx` over `grads`, applying updates; returns per-step updates and states."""
-    update = jit(functools.partial(tx.update, **extra))
-    state = tx.init(params)
-    out = []
-    for g in grads:
-        u, state = update(g, state, params)
-        params = gradtx.apply_updates(params, u)
-        out.append((u, state))
-    return out
-
-
-def _leaves_close(a, b):
-    """Implementation parity (RELIABILITY.md): f32 rtol 1e-6, atol 1e-7 of max |b|.
-
-    The atol covers eager runs, where optax's lax.cond compiles the inner update (XLA
-    may fuse a multiply-add) while gradtx dispatches it op by op.
-    """
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb, strict=True):
-        x, y = np.asarray(x), np.asarray(y)
-        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7 * max(1, np.abs(y).max()))
+    """Per-step (updates, state) of `run`."""
+    return [(u, s) for u, s, _ in run(tx, grads, params, jit, **extra)]
 
 
 def _same_parameters(ours, theirs):

@@ -9,10 +9,11 @@ import inspect
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 from _registry import avals, make_grads, make_params
+from _wrapper_runs import leaves_close as _leaves_close
+from _wrapper_runs import run as _run
 
 import gradtx
 
@@ -28,25 +29,6 @@ def _grads(pattern, dtype=jnp.float32):
     """Gradients for a pattern such as "f.n": `f` finite, `n` with a NaN."""
     gs = make_grads(len(pattern), dtype)
     return [g if c == "f" else _with_nan(g) for c, g in zip(pattern, gs, strict=True)]
-
-
-def _run(tx, grads, params, jit):
-    update = jit(tx.update)
-    state, out = tx.init(params), []
-    for g in grads:
-        u, state = update(g, state, params)
-        params = gradtx.apply_updates(params, u)
-        out.append((u, state, params))
-    return out
-
-
-def _leaves_close(a, b):
-    """Implementation parity (RELIABILITY.md): f32 rtol 1e-6, atol 1e-7 of max |b|."""
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb, strict=True):
-        x, y = np.asarray(x), np.asarray(y)
-        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7 * max(1, np.abs(y).max()))
 
 
 def _counters(out):

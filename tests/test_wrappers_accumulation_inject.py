@@ -14,29 +14,12 @@ import numpy as np
 import optax
 import pytest
 from _registry import avals, make_grads, make_params
+from _wrapper_runs import leaves_close as _leaves_close
+from _wrapper_runs import run as _run
 
 import gradtx
 
 strict = functools.partial(jax.numpy_dtype_promotion, "strict")
-
-
-def _run(tx, grads, params, jit, **extra):
-    update = jit(functools.partial(tx.update, **extra))
-    state, out = tx.init(params), []
-    for g in grads:
-        u, state = update(g, state, params)
-        params = gradtx.apply_updates(params, u)
-        out.append((u, state, params))
-    return out
-
-
-def _leaves_close(a, b):
-    """Implementation parity (RELIABILITY.md): f32 rtol 1e-6, atol 1e-7 of max |b|."""
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb, strict=True):
-        x, y = np.asarray(x), np.asarray(y)
-        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7 * max(1, np.abs(y).max()))
 
 
 class _LossSchedule:
