@@ -141,4 +141,13 @@ from gradtx.precision._memory import StateBytes, state_bytes
 
 # --- precision (end) ---
 
+# --- monitoring and plateau (begin) ---
+# --- monitoring and plateau (end) ---
+
+# --- parameter groups (begin) ---
+# --- parameter groups (end) ---
+
+# --- averaging and lr finder (begin) ---
+# --- averaging and lr finder (end) ---
+
 __version__ = "0.1.0.dev0"
