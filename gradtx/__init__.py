@@ -138,16 +138,48 @@ from gradtx.precision._loss_scale import (
     with_loss_scaling,
 )
 from gradtx.precision._memory import StateBytes, state_bytes
+from gradtx.precision._state_dtypes import with_state_dtypes
 
 # --- precision (end) ---
 
 # --- monitoring and plateau (begin) ---
+# isort: split
+from gradtx import contrib
+from gradtx.transforms._statistics import RecordGlobalNormState, record_global_norm
+from gradtx.wrappers._monitor import (
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    monitor,
+    snapshot,
+)
+from gradtx.wrappers._plateau import (
+    MissingValueError,
+    ReduceLROnPlateauState,
+    reduce_on_plateau,
+)
+
 # --- monitoring and plateau (end) ---
 
 # --- parameter groups (begin) ---
+# isort: split
+from gradtx.wrappers._groups import ParamGroup, param_group_report, param_groups
+from gradtx.wrappers._llrd import decay_mask, scale_by_layer_decay
+
 # --- parameter groups (end) ---
 
 # --- averaging and lr finder (begin) ---
+# isort: split
+from gradtx._lr_finder import LRFinderResult, lr_finder
+from gradtx.wrappers._averaging import (
+    EmaParamsState,
+    SwaParamsState,
+    averaged_params,
+    ema_params,
+    swa_params,
+    swa_schedule,
+)
+
 # --- averaging and lr finder (end) ---
 
 __version__ = "0.1.0.dev0"

@@ -2,9 +2,10 @@
 """Read and replace optimizer-state fields by name anywhere in a nested state.
 
 These mirror `optax.tree.get`, `optax.tree.set` and `optax.tree.get_all_with_path`.
-Fields are the names of NamedTuple states (`count`, `mu`, `nu`, ...); the search
-descends through tuples, lists, dicts and NamedTuples, so the position of a block in a
-chain never matters.
+A name matches a NamedTuple field (`count`, `mu`, `nu`, ...), a dict key (injected
+hyperparameters, monitor measurements) or a NamedTuple class name; the search descends
+through tuples, lists, dicts and NamedTuples, so the position of a block in a chain
+never matters.
 """
 
 from __future__ import annotations
@@ -36,14 +37,35 @@ def _children(node: Any) -> list[tuple[Any, Any]]:
     return []
 
 
+def _name(entry: Any) -> Any:
+    """The name a key entry answers to: a NamedTuple field or a dict key."""
+    if isinstance(entry, jax.tree_util.GetAttrKey):
+        return entry.name
+    if isinstance(entry, jax.tree_util.DictKey):
+        return entry.key
+    return None
+
+
+def _rebuild(node: Any, children: list[Any]) -> Any:
+    if _is_namedtuple(node):
+        return type(node)(*children)
+    if isinstance(node, dict):
+        return type(node)(zip(node.keys(), children, strict=True))
+    return type(node)(children)
+
+
 def get_all_with_path(
     tree: Any, key: str, filtering: Filter | None = None
 ) -> list[tuple[KeyPath, Any]]:
-    """Returns `(path, value)` for every NamedTuple field named `key` in `tree`.
+    """Returns `(path, value)` for every match of `key` in `tree`.
+
+    `key` matches a NamedTuple field (`"count"`, `"mu"`), a dict key (an injected
+    hyperparameter such as `"learning_rate"`, a `monitor` measurement) or the class
+    name of a NamedTuple state (`"ScaleByAdamState"`), as in optax.
 
     Args:
         tree: A (nested) optimizer state.
-        key: A field name such as `"count"` or `"mu"`.
+        key: A field name, dict key or NamedTuple class name.
         filtering: Optional `(path, value) -> bool` that keeps only some matches.
 
     Returns:
@@ -58,14 +80,17 @@ def get_all_with_path(
     """
     found: list[tuple[KeyPath, Any]] = []
 
+    def keep(path: KeyPath, value: Any) -> bool:
+        return filtering is None or filtering(path, value)
+
     def visit(node: Any, path: KeyPath) -> None:
-        if _is_namedtuple(node) and key in node._fields:
-            value = getattr(node, key)
-            p = (*path, jax.tree_util.GetAttrKey(key))
-            if filtering is None or filtering(p, value):
-                found.append((p, value))
-        for k, child in _children(node):
-            visit(child, (*path, k))
+        if _is_namedtuple(node) and type(node).__name__ == key and keep(path, node):
+            found.append((path, node))
+        for entry, child in _children(node):
+            p = (*path, entry)
+            if _name(entry) == key and keep(p, child):
+                found.append((p, child))
+            visit(child, p)
 
     visit(tree, ())
     return found
@@ -98,12 +123,13 @@ def get(
 
 
 def set(tree: Any, filtering: Filter | None = None, /, **kwargs: Any) -> Any:
-    """Returns a copy of `tree` with every NamedTuple field named in `kwargs` replaced.
+    """Returns a copy of `tree` with every match of each name in `kwargs` replaced.
 
-    A value may be a callable, which receives the old value. Unknown names raise.
+    Names match as in `get_all_with_path` (NamedTuple fields, dict keys, NamedTuple
+    class names). A callable value receives the old value.
 
     Raises:
-        KeyError: If a name in `kwargs` matches no field.
+        KeyError: If a name in `kwargs` matches nothing.
 
     Example:
         >>> import gradtx, jax.numpy as jnp
@@ -113,36 +139,31 @@ def set(tree: Any, filtering: Filter | None = None, /, **kwargs: Any) -> Any:
     """
     seen: dict[str, int] = dict.fromkeys(kwargs, 0)
 
+    def replace(name: Any, path: KeyPath, value: Any) -> Any:
+        if name not in kwargs or (filtering is not None and not filtering(path, value)):
+            return value
+        seen[name] += 1
+        new = kwargs[name]
+        return new(value) if callable(new) else new
+
     def visit(node: Any, path: KeyPath) -> Any:
+        children = _children(node)
+        if children:
+            node = _rebuild(
+                node,
+                [
+                    replace(_name(e), (*path, e), visit(c, (*path, e)))
+                    for e, c in children
+                ],
+            )
         if _is_namedtuple(node):
-            fields = {}
-            for f in node._fields:
-                p = (*path, jax.tree_util.GetAttrKey(f))
-                child = visit(getattr(node, f), p)
-                if f in kwargs and (filtering is None or filtering(p, child)):
-                    seen[f] += 1
-                    v = kwargs[f]
-                    child = v(child) if callable(v) else v
-                fields[f] = child
-            return type(node)(**fields)
-        if isinstance(node, (tuple, list)):
-            return type(node)(
-                visit(c, (*path, jax.tree_util.SequenceKey(i)))
-                for i, c in enumerate(node)
-            )
-        if isinstance(node, dict):
-            return type(node)(
-                {
-                    k: visit(c, (*path, jax.tree_util.DictKey(k)))
-                    for k, c in node.items()
-                }
-            )
+            node = replace(type(node).__name__, path, node)
         return node
 
     out = visit(tree, ())
     missing = [k for k, n in seen.items() if n == 0]
     if missing:
-        raise KeyError(f"gradtx.tree.set: no state field named {missing}")
+        raise KeyError(f"gradtx.tree.set: nothing in the state is named {missing}")
     return out
 
 

@@ -341,3 +341,17 @@ def test_gradtx_transform_works_with_optax_wrappers(standard_promotion):
     ref = gradtx.adam(0.1)
     expected, _ = ref.update(mean, ref.init(p), p)
     chex.assert_trees_all_close(u2, expected, rtol=1e-6)
+
+
+def test_tree_get_and_set_match_dict_keys_and_class_names_like_optax():
+    tx = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=0.1)
+    state = tx.init({"w": jnp.zeros(2)})
+    assert float(gradtx.tree.get(state, "learning_rate")) == pytest.approx(0.1)
+    state = gradtx.tree.set(state, learning_rate=jnp.float32(0.5))
+    assert float(gradtx.tree.get(state, "learning_rate")) == 0.5
+    adam_state = gradtx.tree.get(state, "ScaleByAdamState")
+    assert isinstance(adam_state, gradtx.ScaleByAdamState)
+    zeroed = gradtx.tree.set(
+        state, ScaleByAdamState=lambda s: s._replace(count=jnp.int32(9))
+    )
+    assert int(gradtx.tree.get(zeroed, "ScaleByAdamState").count) == 9
