@@ -43,6 +43,7 @@ from gradtx.transforms._adam import (
     scale_by_amsgrad,
 )
 from gradtx.transforms._clipping import clip, clip_by_block_rms, clip_by_global_norm
+from gradtx.transforms._constraining import ZeroNansState, zero_nans
 from gradtx.transforms._rms import (
     ScaleByRmsState,
     ScaleByRmsWithCountState,

@@ -101,6 +101,19 @@ class Sign(Reference):
         return np.sign(g)
 
 
+class ZeroNans(Reference):
+    """NaN elements become 0; `found_nan` records, per leaf, whether there was one."""
+
+    def init(self, params):
+        return {"found_nan": tmap(lambda p: False, params)}
+
+    def update(self, grads, state, params=None):
+        found = tmap(lambda g: bool(np.isnan(g).any()), grads)
+        return tmap(lambda g: np.where(np.isnan(g), 0.0, g), grads), {
+            "found_nan": found
+        }
+
+
 class ScaleBySchedule(Reference):
     """`u = fn(count) * g` with the count before the increment (0 on the first step)."""
 
@@ -419,6 +432,7 @@ class Chain(Reference):
 # --- the public names: each gradtx factory's reference takes the same arguments ---
 
 identity, set_to_zero, scale, scale_by_sign = Identity, SetToZero, Scale, Sign
+zero_nans = ZeroNans
 scale_by_schedule, trace, ema = ScaleBySchedule, Trace, Ema
 scale_by_adam, scale_by_amsgrad, scale_by_adamax = Adam, AmsGrad, AdaMax
 scale_by_rms, scale_by_stddev, scale_by_rss = Rms, StdDev, Rss

@@ -173,6 +173,7 @@ BLOCKS = [
     _e("scale_by_stddev-initial_scale", "scale_by_stddev", initial_scale=1.0),
     _e("scale_by_rss", "scale_by_rss"),
     _e("scale_by_sign", "scale_by_sign"),
+    _e("zero_nans", "zero_nans"),
     _e("add_decayed_weights-constant", "add_decayed_weights", weight_decay=0.1),
     _e("add_decayed_weights-schedule", "add_decayed_weights", weight_decay=wd_schedule),
     _e(
