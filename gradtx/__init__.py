@@ -82,6 +82,7 @@ from gradtx.schedules import (
     polynomial_schedule,
     sgdr_schedule,
     step_schedule,
+    swa_schedule,
     warmup_constant_schedule,
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
@@ -178,7 +179,6 @@ from gradtx.wrappers._averaging import (
     averaged_params,
     ema_params,
     swa_params,
-    swa_schedule,
 )
 
 # --- averaging and lr finder (end) ---

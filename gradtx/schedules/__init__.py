@@ -28,6 +28,7 @@ from gradtx.schedules._torch import (
     cosine_restarts_schedule,
     multistep_schedule,
     step_schedule,
+    swa_schedule,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "polynomial_schedule",
     "sgdr_schedule",
     "step_schedule",
+    "swa_schedule",
     "warmup_constant_schedule",
     "warmup_cosine_decay_schedule",
     "warmup_exponential_decay_schedule",

@@ -12,7 +12,6 @@ torch's `AveragedModel` does, so no average is ever biased towards its initial v
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -21,8 +20,7 @@ from jax.typing import ArrayLike
 
 from gradtx import _numerics, _tree, _validate
 from gradtx._base import GradientTransformation
-from gradtx._errors import HyperparameterError, TreeMismatchError
-from gradtx._types import Schedule
+from gradtx._errors import TreeMismatchError
 from gradtx._update import apply_updates
 
 
@@ -246,56 +244,3 @@ def averaged_params(state: Any) -> Any:
         )
     s = found[0][1]
     return jax.tree.map(lambda a, d: a.astype(d.dtype), s.average, s.dtypes)
-
-
-def swa_schedule(
-    init_value: ArrayLike,
-    swa_lr: ArrayLike,
-    anneal_steps: int = 10,
-    anneal_strategy: str = "cos",
-) -> Schedule:
-    """Anneals from `init_value` to `swa_lr`, then holds it (torch's `SWALR`).
-
-    Gives `swa_lr * alpha + init_value * (1 - alpha)` with `alpha = f(min(1, t /
-    anneal_steps))`, `f(x) = (1 - cos(pi x)) / 2` ("cos") or `x` ("linear"): the
-    learning rate torch's `SWALR` gives after `t` calls of `step()` when the optimizer
-    had `init_value`. `anneal_steps=0` gives `swa_lr` from step 0, as torch does.
-
-    Args:
-        init_value: The learning rate when the annealing starts.
-        swa_lr: The learning rate to anneal to and then hold.
-        anneal_steps: Length of the annealing, an integer >= 0.
-        anneal_strategy: "cos" or "linear".
-
-    Returns:
-        A schedule returning a float32 (float64 under x64) scalar.
-
-    Raises:
-        HyperparameterError: If a value is not finite, `anneal_steps` is not an
-            integer >= 0, or `anneal_strategy` is not "cos" or "linear".
-
-    Example:
-        >>> import gradtx
-        >>> sched = gradtx.swa_schedule(1.0, 0.5, 2, anneal_strategy="linear")
-        >>> [float(sched(t)) for t in (0, 1, 2, 9)]
-        [1.0, 0.75, 0.5, 0.5]
-    """
-    fn = "swa_schedule"
-    _validate.check_range(fn, "init_value", init_value)
-    _validate.check_range(fn, "swa_lr", swa_lr)
-    _validate.check_positive_int(fn, "anneal_steps", anneal_steps, minimum=0)
-    if anneal_strategy not in ("cos", "linear"):
-        raise HyperparameterError(
-            f"gradtx.{fn}: anneal_strategy must be 'cos' or 'linear', "
-            f"got {anneal_strategy!r}"
-        )
-
-    def schedule(count: ArrayLike) -> jax.Array:
-        dtype = _numerics.hparam_dtype()
-        t = jnp.asarray(count).astype(dtype) / max(anneal_steps, 1)
-        t = jnp.clip(t, 0, 1) if anneal_steps else jnp.ones_like(t)
-        alpha = (1 - jnp.cos(math.pi * t)) / 2 if anneal_strategy == "cos" else t
-        lr0, lr1 = _numerics.hparam(init_value), _numerics.hparam(swa_lr)
-        return lr1.astype(dtype) * alpha + lr0.astype(dtype) * (1 - alpha)
-
-    return schedule
