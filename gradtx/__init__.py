@@ -16,6 +16,7 @@ from gradtx._errors import (
     GradtxError,
     HyperparameterError,
     MissingParamsError,
+    MissingValueError,
     TreeMismatchError,
 )
 from gradtx._numerics import safe_int32_increment
@@ -155,11 +156,7 @@ from gradtx.wrappers._monitor import (
     monitor,
     snapshot,
 )
-from gradtx.wrappers._plateau import (
-    MissingValueError,
-    ReduceLROnPlateauState,
-    reduce_on_plateau,
-)
+from gradtx.wrappers._plateau import ReduceLROnPlateauState, reduce_on_plateau
 
 # --- monitoring and plateau (end) ---
 

@@ -16,3 +16,7 @@ class TreeMismatchError(GradtxError, ValueError):
 
 class MissingParamsError(GradtxError, ValueError):
     """A transform that needs `params` was called without them."""
+
+
+class MissingValueError(GradtxError, TypeError):
+    """A transform that needs a scalar `value=` (the loss) was called without one."""

@@ -12,13 +12,9 @@ from jax.typing import ArrayLike
 
 from gradtx import _numerics, _tree, _validate
 from gradtx._base import GradientTransformation
-from gradtx._errors import GradtxError, HyperparameterError
+from gradtx._errors import HyperparameterError, MissingValueError
 
 _FN = "reduce_on_plateau"
-
-
-class MissingValueError(GradtxError, TypeError):
-    """`reduce_on_plateau`'s update was called without a scalar `value=`."""
 
 
 class ReduceLROnPlateauState(NamedTuple):
