@@ -146,3 +146,58 @@ def select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
     No control flow: it shards and vmaps like any elementwise op.
     """
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def is_namedtuple(x: Any) -> bool:
+    """Whether `x` is a NamedTuple instance (a state class)."""
+    return isinstance(x, tuple) and hasattr(x, "_fields")
+
+
+def children(node: Any) -> list[tuple[Any, Any]]:
+    """`(key entry, child)` of a NamedTuple, tuple, list or dict; [] otherwise."""
+    if is_namedtuple(node):
+        return [(jax.tree_util.GetAttrKey(f), getattr(node, f)) for f in node._fields]
+    if isinstance(node, (tuple, list)):
+        return [(jax.tree_util.SequenceKey(i), c) for i, c in enumerate(node)]
+    if isinstance(node, dict):
+        return [(jax.tree_util.DictKey(k), c) for k, c in node.items()]
+    return []
+
+
+def entry_name(entry: Any) -> Any:
+    """The name a key entry answers to: a NamedTuple field or a dict key (else None)."""
+    if isinstance(entry, jax.tree_util.GetAttrKey):
+        return entry.name
+    if isinstance(entry, jax.tree_util.DictKey):
+        return entry.key
+    return None
+
+
+def rebuild(node: Any, new_children: list[Any]) -> Any:
+    """`node` with its `children` replaced, in order."""
+    if is_namedtuple(node):
+        return type(node)(*new_children)
+    if isinstance(node, dict):
+        return type(node)(zip(node.keys(), new_children, strict=True))
+    return type(node)(new_children)
+
+
+def instances(tree: Any, types: Any) -> list[tuple[tuple[Any, ...], Any]]:
+    """Every node of `tree` that is an instance of `types`, with its key path.
+
+    Searches through any pytree node (custom ones too) and inside the matches
+    themselves, so a wrapper wrapped twice is found twice.
+    """
+    is_hit = lambda x: isinstance(x, types)
+    found: list[tuple[tuple[Any, ...], Any]] = []
+
+    def visit(node: Any, prefix: tuple[Any, ...]) -> None:
+        flat = jax.tree_util.tree_flatten_with_path(node, is_leaf=is_hit)[0]
+        for path, leaf in flat:
+            if is_hit(leaf):
+                found.append(((*prefix, *path), leaf))
+                for entry, child in children(leaf):
+                    visit(child, (*prefix, *path, entry))
+
+    visit(tree, ())
+    return found

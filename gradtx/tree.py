@@ -15,43 +15,16 @@ from typing import Any
 
 import jax
 
+from gradtx._tree import children as _children
+from gradtx._tree import entry_name as _name
+from gradtx._tree import is_namedtuple as _is_namedtuple
 from gradtx._tree import norm as _norm
+from gradtx._tree import rebuild as _rebuild
 
 __all__ = ["get", "get_all_with_path", "norm", "set"]
 
 KeyPath = tuple[Any, ...]
 Filter = Callable[[KeyPath, Any], bool]
-
-
-def _is_namedtuple(x: Any) -> bool:
-    return isinstance(x, tuple) and hasattr(x, "_fields")
-
-
-def _children(node: Any) -> list[tuple[Any, Any]]:
-    if _is_namedtuple(node):
-        return [(jax.tree_util.GetAttrKey(f), getattr(node, f)) for f in node._fields]
-    if isinstance(node, (tuple, list)):
-        return [(jax.tree_util.SequenceKey(i), c) for i, c in enumerate(node)]
-    if isinstance(node, dict):
-        return [(jax.tree_util.DictKey(k), c) for k, c in node.items()]
-    return []
-
-
-def _name(entry: Any) -> Any:
-    """The name a key entry answers to: a NamedTuple field or a dict key."""
-    if isinstance(entry, jax.tree_util.GetAttrKey):
-        return entry.name
-    if isinstance(entry, jax.tree_util.DictKey):
-        return entry.key
-    return None
-
-
-def _rebuild(node: Any, children: list[Any]) -> Any:
-    if _is_namedtuple(node):
-        return type(node)(*children)
-    if isinstance(node, dict):
-        return type(node)(zip(node.keys(), children, strict=True))
-    return type(node)(children)
 
 
 def get_all_with_path(

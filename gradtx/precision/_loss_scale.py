@@ -189,20 +189,11 @@ def with_loss_scaling(
     return GradientTransformation(init, update)
 
 
-def _find_all(state: Any, prefix: str = "") -> list[tuple[str, LossScaleState]]:
-    """Every `LossScaleState` in `state`, nested ones included, with its key path."""
-    is_ls = lambda x: isinstance(x, LossScaleState)
-    found = []
-    for path, node in jax.tree_util.tree_flatten_with_path(state, is_leaf=is_ls)[0]:
-        if is_ls(node):
-            where = prefix + jax.tree_util.keystr(path)
-            found.append((where, node))
-            found += _find_all(node.inner_state, where + ".inner_state")
-    return found
-
-
 def _find(state: Any, fn: str) -> LossScaleState:
-    found = _find_all(state)
+    found = [
+        (jax.tree_util.keystr(p), node)
+        for p, node in _tree.instances(state, LossScaleState)
+    ]
     if len(found) == 1:
         return found[0][1]
     if not found:

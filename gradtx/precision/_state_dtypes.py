@@ -9,30 +9,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx import _validate
+from gradtx import _tree, _validate
 from gradtx._base import GradientTransformation, with_extra_args_support
 from gradtx._errors import HyperparameterError
-
-
-def _is_namedtuple(x: Any) -> bool:
-    return isinstance(x, tuple) and hasattr(x, "_fields")
 
 
 def _cast_fields(state: Any, dtypes: Mapping[str, Any], seen: set[str]) -> Any:
     """Casts every floating leaf under a NamedTuple field named in `dtypes`."""
 
     def visit(node: Any, dtype: Any) -> Any:
-        if _is_namedtuple(node):
-            fields = {}
-            for f in node._fields:
-                if f in dtypes:
-                    seen.add(f)
-                fields[f] = visit(getattr(node, f), dtypes.get(f, dtype))
-            return type(node)(**fields)
-        if isinstance(node, (tuple, list)):
-            return type(node)(visit(c, dtype) for c in node)
-        if isinstance(node, dict):
-            return type(node)({k: visit(c, dtype) for k, c in node.items()})
+        kids = _tree.children(node)
+        if kids:
+            named = _tree.is_namedtuple(node)
+            new = []
+            for entry, child in kids:
+                field = _tree.entry_name(entry) if named else None
+                if field in dtypes:
+                    seen.add(field)
+                new.append(visit(child, dtypes.get(field, dtype)))
+            return _tree.rebuild(node, new)
         floating = hasattr(node, "dtype") and jnp.issubdtype(node.dtype, jnp.floating)
         # Counters and PRNG keys keep their dtype.
         return node.astype(dtype) if dtype is not None and floating else node

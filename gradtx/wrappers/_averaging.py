@@ -223,19 +223,10 @@ def averaged_params(state: Any) -> Any:
         >>> gradtx.averaged_params(state)
         Array([1, 1], dtype=bfloat16)
     """
-    found: list[tuple[str, Any]] = []
-
-    def visit(node: Any, path: str) -> None:
-        if isinstance(node, _STATES):
-            found.append((path or "state", node))
-        elif isinstance(node, (tuple, list)):
-            for i, child in enumerate(node):
-                visit(child, f"{path}[{i}]")
-        elif isinstance(node, dict):
-            for k, child in node.items():
-                visit(child, f"{path}[{k!r}]")
-
-    visit(state, "")
+    found = [
+        (jax.tree_util.keystr(p) or "state", node)
+        for p, node in _tree.instances(state, _STATES)
+    ]
     if len(found) != 1:
         where = ", ".join(p for p, _ in found) or "none"
         raise TreeMismatchError(
