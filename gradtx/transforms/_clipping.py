@@ -8,21 +8,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from gradtx import _numerics, _tree, _validate
-from gradtx._base import EmptyState, GradientTransformation
-
-
-def _stateless(fn_leaf_or_tree, tree_level: bool = False) -> GradientTransformation:
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        if tree_level:
-            return fn_leaf_or_tree(updates), state
-        return jax.tree.map(fn_leaf_or_tree, updates), state
-
-    return GradientTransformation(init, update)
+from gradtx._base import GradientTransformation, stateless, stateless_with_tree_map
 
 
 def _shrink_factor(size: jax.Array, limit: jax.Array) -> jax.Array:
@@ -58,7 +44,7 @@ def clip(max_delta: ArrayLike) -> GradientTransformation:
         m = _numerics.like(_numerics.hparam(max_delta), x)
         return jnp.clip(x, -m, m).astype(u.dtype)
 
-    return _stateless(leaf)
+    return stateless_with_tree_map(lambda u, _: leaf(u))
 
 
 def clip_by_global_norm(max_norm: ArrayLike) -> GradientTransformation:
@@ -97,7 +83,7 @@ def clip_by_global_norm(max_norm: ArrayLike) -> GradientTransformation:
 
         return jax.tree.map(leaf, updates)
 
-    return _stateless(clip_tree, tree_level=True)
+    return stateless(lambda u, _: clip_tree(u))
 
 
 def clip_by_block_rms(threshold: ArrayLike) -> GradientTransformation:
@@ -126,4 +112,4 @@ def clip_by_block_rms(threshold: ArrayLike) -> GradientTransformation:
         factor = _shrink_factor(rms, _numerics.like(_numerics.hparam(threshold), x))
         return (x * factor.astype(x.dtype)).astype(u.dtype)
 
-    return _stateless(leaf)
+    return stateless_with_tree_map(lambda u, _: leaf(u))

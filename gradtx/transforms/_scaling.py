@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from gradtx import _numerics, _validate
-from gradtx._base import EmptyState, GradientTransformation
+from gradtx._base import GradientTransformation, stateless, stateless_with_tree_map
 from gradtx._types import ScalarOrSchedule, Schedule
 
 
@@ -50,16 +50,7 @@ def scale(step_size: ArrayLike) -> GradientTransformation:
         Array([-0.1, -0.1], dtype=float32)
     """
     _validate.check_range("scale", "step_size", step_size)
-
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        return _times(updates, step_size), state
-
-    return GradientTransformation(init, update)
+    return stateless(lambda updates, _: _times(updates, step_size))
 
 
 def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
@@ -150,13 +141,4 @@ def scale_by_sign() -> GradientTransformation:
     References:
         Bernstein et al., signSGD, 2018: https://arxiv.org/abs/1802.04434
     """
-
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        return jax.tree.map(jnp.sign, updates), state
-
-    return GradientTransformation(init, update)
+    return stateless_with_tree_map(lambda u, _: jnp.sign(u))
