@@ -180,4 +180,44 @@ from gradtx.wrappers._averaging import (
 
 # --- averaging and lr finder (end) ---
 
+# --- catalogue: adaptive moments (begin) ---
+# isort: split
+
+# --- catalogue: adaptive moments (end) ---
+
+# --- catalogue: sign, trust ratio, clipping, noise, projections (begin) ---
+# isort: split
+
+# --- catalogue: sign, trust ratio, clipping, noise, projections (end) ---
+
+# --- catalogue: L-BFGS, line searches, Polyak (begin) ---
+# isort: split
+
+# --- catalogue: L-BFGS, line searches, Polyak (end) ---
+
+# --- contrib: parameter-free and Adam variants (begin) ---
+# isort: split
+
+# --- contrib: parameter-free and Adam variants (end) ---
+
+# --- contrib: galore, muon, sam, schedule-free, sophia, dp, lookahead (begin) ---
+# isort: split
+
+# --- contrib: galore, muon, sam, schedule-free, sophia, dp, lookahead (end) ---
+
+# --- torch porting layer and SOAP (begin) ---
+# isort: split
+
+# --- torch porting layer and SOAP (end) ---
+
+# --- precision: master weights, rounding, 8-bit states (begin) ---
+# isort: split
+
+# --- precision: master weights, rounding, 8-bit states (end) ---
+
+# --- scale-out: sharding and ZeRO-1 (begin) ---
+# isort: split
+
+# --- scale-out: sharding and ZeRO-1 (end) ---
+
 __version__ = "0.1.0.dev0"

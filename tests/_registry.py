@@ -11,94 +11,32 @@ from the defaults, why.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
-import _reference as ref
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _registry_base import (  # noqa: F401 (re-exported for the test modules)
+    AREAS,
+    BF16,
+    MASK_TREE,
+    SHAPES,
+    Entry,
+    lr_schedule,
+    make_grads,
+    make_params,
+    matrices_only,
+    wd_schedule,
+)
+from _registry_base import e as _e
+from _registry_base import not_optax as _not_optax
 
 import gradtx
 
-# --- the mixed pytree every shared check runs on: a matrix, a vector and a scalar ---
-
-SHAPES = {"w": (4, 3), "b": (5,), "s": ()}
-
-
-def lr_schedule(count: Any) -> Any:
-    """A decaying schedule that runs on jnp (int32 count) and NumPy alike."""
-    return 0.1 * 0.98 ** count.astype(np.float32)
-
-
-def wd_schedule(count: Any) -> Any:
-    return 0.2 * 0.95 ** count.astype(np.float32)
-
-
-def matrices_only(params: Any) -> dict[str, bool]:
-    """A callable mask: decay only the 2-D leaves (works on arrays and tracers)."""
-    return {k: np.ndim(v) == 2 for k, v in params.items()}
-
-
-MASK_TREE = {"w": True, "b": False, "s": True}
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One configuration of one public factory.
-
-    Attributes:
-        id: The pytest id.
-        name: The public name: `gradtx.<name>`, `optax.<name>` for parity, and
-            `_reference.<name>`, its float64 reference taking the same arguments.
-        kwargs: Arguments of the factory.
-        optax: Whether optax, given the same arguments, must give the same numbers;
-            when False, `optax_reason` says why.
-        optax_reason: Why this configuration is not compared with optax.
-        resync: Copy gradtx's stored state into the reference after every step.
-            Needed for bfloat16 state storage: a float32 vs float64 difference in
-            the last bit can round a stored moment to the neighbouring bf16 value
-            (one ulp is 2**-8), which then leaks into later steps; re-syncing (the
-            bitsandbytes method) keeps each step's math checked at float32
-            tolerance, while the stored state is checked to one bf16 ulp.
-    """
-
-    id: str
-    name: str
-    kwargs: dict[str, Any]
-    optax: bool = True
-    optax_reason: str = ""
-    resync: bool = False
-
-    @property
-    def state_rtol(self) -> float:
-        return 2.0**-8 if self.resync else 1e-5
-
-    def make(self) -> gradtx.GradientTransformation:
-        return getattr(gradtx, self.name)(**self.kwargs)
-
-    def reference(self) -> ref.Reference:
-        return getattr(ref, self.name)(**self.kwargs)
-
-    @property
-    def stateful_count(self) -> bool:
-        """Whether some field of the initial state is named `count`."""
-        state = self.make().init(make_params())
-        return bool(gradtx.tree.get_all_with_path(state, "count"))
-
-
-def _e(id_: str, name: str, **kwargs: Any) -> Entry:
-    return Entry(id_, name, kwargs)
-
-
-def _not_optax(entry: Entry, reason: str, **extra: Any) -> Entry:
-    return dataclasses.replace(entry, optax=False, optax_reason=reason, **extra)
-
-
-BF16 = jnp.bfloat16
 LR_NONE = (
     "gradtx deliberately flips the sign for learning_rate=None (optax returns the "
     "identity and so ascends, RELIABILITY.md)"
@@ -235,32 +173,35 @@ OPTIMIZERS = [
     _e("signum", "signum", learning_rate=0.01),
 ]
 
+# One module per area of the catalogue; see `_registry_base.py` for what each holds.
+AREA_MODULES = [importlib.import_module(f"_registry_{a}") for a in AREAS]
+
 REGISTRY: list[Entry] = BLOCKS + OPTIMIZERS
+for _area in AREA_MODULES:
+    REGISTRY += _area.ENTRIES
+
+
+def merged(attribute: str, base: Any) -> Any:
+    """`base` (a dict or set) extended with every area module's `attribute`.
+
+    A name that two sources define differently is an error, not a silent override.
+    """
+    out = type(base)(base)
+    for area in AREA_MODULES:
+        extra = getattr(area, attribute, type(base)())
+        if isinstance(out, dict):
+            clash = [k for k in extra if k in out and repr(out[k]) != repr(extra[k])]
+            assert not clash, f"{area.__name__}.{attribute} redefines {clash}"
+            out.update(extra)
+        else:
+            out |= extra
+    return out
+
 BY_ID = {e.id: e for e in REGISTRY}
 assert len(BY_ID) == len(REGISTRY), "registry ids must be unique"
 
 
 # --- deterministic data ---
-
-
-def make_params(dtype: Any = jnp.float32, seed: int = 0) -> dict[str, jax.Array]:
-    rng = np.random.default_rng(seed)
-    return {
-        k: jnp.asarray(rng.standard_normal(s).astype(np.float32), dtype)
-        for k, s in SHAPES.items()
-    }
-
-
-def make_grads(n: int, dtype: Any = jnp.float32, seed: int = 1) -> list[Any]:
-    """`n` steps of N(0, 1) gradients, drawn once from a fixed seed."""
-    rng = np.random.default_rng(seed)
-    return [
-        {
-            k: jnp.asarray(rng.standard_normal(s).astype(np.float32), dtype)
-            for k, s in SHAPES.items()
-        }
-        for _ in range(n)
-    ]
 
 
 def params_of(entries: list[Entry]) -> list[Any]:

@@ -19,6 +19,7 @@ from _registry import (
     jitted,
     make_grads,
     make_params,
+    merged,
     state_to_reference,
     step_fn,
     stepper,
@@ -58,6 +59,7 @@ NOT_IN_REGISTRY = {
     "conditionally_transform": "wrapper; tests/test_wrappers_conditional.py",
     "conditionally_mask": "wrapper; tests/test_wrappers_conditional.py",
 }
+NOT_IN_REGISTRY = merged("NOT_IN_REGISTRY", NOT_IN_REGISTRY)
 
 
 def _returns_transformation(obj: object) -> bool:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _registry import OPTAX, Trajectory, make_grads, make_params
+from _registry import OPTAX, Trajectory, make_grads, make_params, merged
 
 import gradtx
 
@@ -25,7 +25,17 @@ STEPS = 30
 RTOL = 1e-5
 
 # Parameters gradtx adds on purpose; each must be keyword-only with a default.
-ALLOWED_EXTRA = {"nu_dtype": "bf16/f32 second moment independent of mu (optax#1552)"}
+ALLOWED_EXTRA = {
+    "nu_dtype": "bf16/f32 second moment independent of mu (optax#1552)",
+    "mode": "reduce_on_plateau(mode='max') for accuracy-like metrics",
+}
+ALLOWED_EXTRA = merged("ALLOWED_EXTRA", ALLOWED_EXTRA)
+
+
+def optax_function(name):
+    """`optax.<name>`, or `optax.contrib.<name>` for the contrib optimizers."""
+    found = getattr(optax, name, None)
+    return found if callable(found) else getattr(optax.contrib, name, None)
 
 
 def _shared_functions():
@@ -36,7 +46,7 @@ def _shared_functions():
             continue
         if obj.__module__.startswith("gradtx.schedules"):
             continue  # schedules: compared in test_schedules.py
-        if callable(getattr(optax, name, None)):
+        if callable(optax_function(name)):
             names.append(name)
     return names
 
@@ -71,7 +81,7 @@ def test_shared_names_cover_the_registry():
 
 @pytest.mark.parametrize("name", _shared_functions())
 def test_signature_matches_optax(name):
-    _assert_same_signature(getattr(gradtx, name), getattr(optax, name), name)
+    _assert_same_signature(getattr(gradtx, name), optax_function(name), name)
 
 
 @pytest.mark.parametrize("name", ["get", "set", "get_all_with_path"])
@@ -99,7 +109,7 @@ def test_updates_match_optax(entry, standard_promotion):
     grads = make_grads(STEPS)
     ours = _run(entry.make(), gradtx.apply_updates, grads)
     theirs = _run(
-        getattr(optax, entry.name)(**entry.kwargs), optax.apply_updates, grads
+        optax_function(entry.name)(**entry.kwargs), optax.apply_updates, grads
     )
     trajectory = Trajectory()
     for (u, p, s), (ou, op, os) in zip(ours, theirs, strict=True):

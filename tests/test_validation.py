@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _registry import REGISTRY, make_grads, make_params
+from _registry import REGISTRY, make_grads, make_params, merged
 
 import gradtx
 
@@ -75,6 +75,16 @@ NON_NUMERIC = {
     "mask",
 }
 SCHEDULABLE = {"learning_rate", "weight_decay"}
+
+# Each area of the catalogue classifies its own parameters (see _registry_base.py).
+REQUIRED = merged("REQUIRED", REQUIRED)
+NUMERIC = merged("NUMERIC", NUMERIC)
+OVERRIDES = merged("OVERRIDES", OVERRIDES)
+DTYPES = merged("DTYPES", DTYPES)
+DTYPE_CONTEXT = merged("DTYPE_CONTEXT", DTYPE_CONTEXT)
+CALLABLES = merged("CALLABLES", CALLABLES)
+NON_NUMERIC = merged("NON_NUMERIC", NON_NUMERIC)
+SCHEDULABLE = merged("SCHEDULABLE", SCHEDULABLE)
 
 
 def _call(name, **kwargs):

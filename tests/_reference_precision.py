@@ -1,0 +1,8 @@
+# SPDX-License-Identifier: Apache-2.0
+"""References: master weights, stochastic rounding, 8-bit states.
+
+Same conventions as `_reference.py`: dict states keyed by the gradtx state's field
+names, hyperparameters through `hp`, float64 arithmetic, math from the papers.
+"""
+
+from __future__ import annotations
