@@ -187,6 +187,42 @@ from gradtx.wrappers._averaging import (
 
 # --- catalogue: sign, trust ratio, clipping, noise, projections (begin) ---
 # isort: split
+from gradtx import projections
+from gradtx.optimizers._geometry import (
+    fromage,
+    lamb,
+    lars,
+    lion,
+    noisy_sgd,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+)
+from gradtx.transforms._geometry import (
+    NonNegativeParamsState,
+    ScaleByLionState,
+    centralize,
+    keep_params_nonnegative,
+    normalize_by_update_norm,
+    scale_by_lion,
+    scale_by_param_block_norm,
+    scale_by_param_block_rms,
+    scale_by_trust_ratio,
+)
+from gradtx.transforms._geometry_clip import (
+    adaptive_grad_clip,
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+    unitwise_clip,
+    unitwise_norm,
+)
+from gradtx.transforms._geometry_steps import (
+    AddNoiseState,
+    ApplyEvery,
+    ScaleByOptimisticGradientState,
+    add_noise,
+    apply_every,
+    scale_by_optimistic_gradient,
+)
 
 # --- catalogue: sign, trust ratio, clipping, noise, projections (end) ---
 
