@@ -10,13 +10,13 @@ extra arguments, counters and construction-time validation.
 
 from __future__ import annotations
 
+import _reference_geometry as ref
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import _reference_geometry as ref
 from _registry_base import make_grads, make_params
 
 import gradtx
@@ -82,7 +82,8 @@ def _compare_state(state, expected, where="state"):
     for field, value in expected.items():
         got = getattr(state, field)
         if field == "count":
-            assert got.dtype == jnp.int32 and int(got) == value, f"{where}.count"
+            assert got.dtype == jnp.int32, f"{where}.count"
+            assert int(got) == value, f"{where}.count"
         elif field == "is_initial_step":
             assert bool(got) is value, f"{where}.{field}"
         elif field == "rng_key":

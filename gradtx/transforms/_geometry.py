@@ -348,8 +348,6 @@ def keep_params_nonnegative() -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-
-
 def add_scaled_params(coefficient: Any) -> GradientTransformation:
     """Adds `coefficient * params` to the updates, for any sign of `coefficient`.
 
