@@ -6,6 +6,7 @@ See `_registry_base.py` for the optional names this module may define.
 
 from __future__ import annotations
 
+import numpy as np
 from _registry_base import BF16, MASK_TREE, Entry, e, lr_schedule, matrices_only
 from _registry_base import not_optax as _not_optax
 
@@ -17,6 +18,12 @@ BF16_MOMENT = (
     "does it in float32 (DESIGN.md §4), which the float64 reference confirms"
 )
 WD = 0.1
+
+
+def not_vectors(params):
+    """A callable mask (a MASK_TREE would drop the entry from the None-leaf tests)."""
+    return {k: np.ndim(v) != 1 for k, v in params.items()}
+
 
 ENTRIES: list[Entry] = [
     e("scale_by_lion", "scale_by_lion"),
@@ -72,7 +79,7 @@ ENTRIES: list[Entry] = [
         weight_decay_mask=matrices_only,
         trust_coefficient=0.01,
         eps=1e-3,
-        trust_ratio_mask=MASK_TREE,
+        trust_ratio_mask=not_vectors,
         momentum=0.5,
         nesterov=True,
     ),

@@ -40,9 +40,10 @@ def fromage(
 
     Example:
         >>> import gradtx, jax.numpy as jnp
-        >>> tx = gradtx.fromage(0.0)
-        >>> tx.update(jnp.array([3.0]), tx.init(jnp.ones(1)), jnp.ones(1))[0]
-        Array([-0.], dtype=float32)
+        >>> tx = gradtx.fromage(0.75)  # m = 0.8
+        >>> p = jnp.array([3.0, 4.0])
+        >>> tx.update(jnp.array([1.0, 0.0]), tx.init(p), p)[0]
+        Array([-3.6, -0.8], dtype=float32)
 
     References:
         Bernstein et al., 2020: https://arxiv.org/abs/2002.03432
@@ -114,9 +115,9 @@ def lars(
     Example:
         >>> import gradtx, jax.numpy as jnp
         >>> tx = gradtx.lars(0.1, trust_coefficient=1.0)
-        >>> tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.ones(2)), jnp.ones(2))
-        ...     [0].round(4)
-        Array([-0.0849, -0.1131], dtype=float32)
+        >>> p = jnp.array([0.0, 5.0])
+        >>> tx.update(jnp.array([3.0, 4.0]), tx.init(p), p)[0]
+        Array([-0.3, -0.4], dtype=float32)
 
     References:
         You et al., 2017: https://arxiv.org/abs/1708.03888
