@@ -194,6 +194,7 @@ from gradtx.optimizers._geometry import (
     lars,
     lion,
     noisy_sgd,
+    optimistic_adam,
     optimistic_adam_v2,
     optimistic_gradient_descent,
 )

@@ -355,3 +355,22 @@ def optimistic_adam_v2(
         Optimistic(alpha, beta),
         scale_by_learning_rate(learning_rate),
     )
+
+
+def optimistic_adam(
+    learning_rate,
+    optimism=None,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    eps_root=0.0,
+    mu_dtype=None,
+    *,
+    nesterov=True,
+):
+    beta = learning_rate if optimism is None else optimism
+    return Chain(
+        Adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        Optimistic(learning_rate, beta),
+        scale_by_learning_rate(1.0),
+    )

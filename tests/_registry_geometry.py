@@ -104,6 +104,7 @@ NOT_IN_REGISTRY = {
     "optimistic_gradient_descent": (
         "state holds a bool flag; tests/test_catalogue_geometry_steps.py"
     ),
+    "optimistic_adam": ("deprecated (warns); tests/test_catalogue_geometry_steps.py"),
     "optimistic_adam_v2": (
         "state holds a bool flag; tests/test_catalogue_geometry_steps.py"
     ),

@@ -10,6 +10,8 @@ extra arguments, counters and construction-time validation.
 
 from __future__ import annotations
 
+import warnings
+
 import _reference_geometry as ref
 import chex
 import jax
@@ -42,6 +44,10 @@ CASES = {
         "optimistic_adam_v2",
         {"learning_rate": 0.01, "nesterov": False, "beta": 0.5},
     ),
+    "optimistic_adam-deprecated": (
+        "optimistic_adam",
+        {"learning_rate": 0.02, "optimism": 0.01},
+    ),
     "scale_by_param_block_norm": ("scale_by_param_block_norm", {}),
     "scale_by_param_block_norm-min": ("scale_by_param_block_norm", {"min_scale": 2.0}),
 }
@@ -51,7 +57,9 @@ RTOL = 1e-5
 
 def _make(case, lib=gradtx):
     name, kwargs = CASES[case]
-    return getattr(lib, name)(**kwargs)
+    with warnings.catch_warnings():  # optimistic_adam is deprecated in both
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return getattr(lib, name)(**kwargs)
 
 
 def _step(tx):
@@ -264,3 +272,13 @@ def test_add_noise_key_and_seed_rules():
     chex.assert_trees_all_equal(
         tx.update(g, tx.init(params))[0], seeded.update(g, seeded.init(params))[0]
     )
+
+
+def test_optimistic_adam_warns_and_rejects_schedules():
+    with pytest.warns(DeprecationWarning, match="optimistic_adam_v2"):
+        gradtx.optimistic_adam(0.1)
+    with (
+        pytest.warns(DeprecationWarning, match="deprecated"),
+        pytest.raises(gradtx.HyperparameterError, match="learning_rate"),
+    ):
+        gradtx.optimistic_adam(lambda count: 0.1)

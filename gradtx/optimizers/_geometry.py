@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from jax.typing import ArrayLike
@@ -10,6 +11,7 @@ from jax.typing import ArrayLike
 from gradtx import _validate
 from gradtx._base import GradientTransformation
 from gradtx._combine import chain
+from gradtx._errors import HyperparameterError
 from gradtx._types import MaskOrFn, ScalarOrSchedule
 from gradtx.transforms._accumulation import trace
 from gradtx.transforms._adam import scale_by_adam
@@ -247,4 +249,54 @@ def optimistic_adam_v2(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
         scale_by_optimistic_gradient(alpha, beta),
         scale_by_learning_rate(learning_rate),
+    )
+
+
+@_validate.names_errors()
+def optimistic_adam(
+    learning_rate: ArrayLike,
+    optimism: ArrayLike | None = None,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-08,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: Any | None = None,
+    *,
+    nesterov: bool = True,
+) -> GradientTransformation:
+    """Deprecated (as in optax): use `optimistic_adam_v2`.
+
+    `chain(scale_by_adam, scale_by_optimistic_gradient(alpha=learning_rate,
+    beta=optimism), scale_by_learning_rate(1.0))`; `optimism` defaults to the
+    learning rate, which must be a number or an array (no schedule).
+    When to use: only to reproduce runs written for optax's `optimistic_adam`.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp, warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     tx = gradtx.optimistic_adam(0.1, nesterov=False)
+        >>> tx.update(jnp.array([3.0]), tx.init(jnp.ones(1)))[0]
+        Array([-0.1], dtype=float32)
+
+    References:
+        Daskalakis et al., 2018: https://arxiv.org/abs/1711.00141
+    """
+    warnings.warn(
+        "gradtx.optimistic_adam is deprecated, use optimistic_adam_v2",
+        DeprecationWarning,
+        2,
+    )
+    if callable(learning_rate):
+        raise HyperparameterError(
+            "gradtx.optimistic_adam: learning_rate must be a number or an array "
+            f"(optimistic_adam_v2 takes schedules), got {learning_rate!r}"
+        )
+    _validate.check_nonnegative("optimistic_adam", "learning_rate", learning_rate)
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_optimistic_gradient(
+            learning_rate, learning_rate if optimism is None else optimism
+        ),
+        scale_by_learning_rate(1.0),
     )
