@@ -174,15 +174,16 @@ def test_simplex_is_optimal_against_random_feasible_points():
 def test_vmap_equals_a_loop():
     xs = jnp.asarray(np.random.default_rng(1).standard_normal((6, 9)), jnp.float32)
     for fn in (P.projection_simplex, P.projection_l1_ball, P.projection_l2_sphere):
-        batched = jax.vmap(fn)(xs)
-        looped = jnp.stack([fn(x) for x in xs])
+        one = jax.jit(fn)
+        batched = jax.jit(jax.vmap(fn))(xs)
+        looped = jnp.stack([one(x) for x in xs])
         chex.assert_trees_all_close(batched, looped, rtol=1e-6, atol=1e-7)
 
 
 def test_simplex_jacobian_matches_optax(standard_promotion):
     x = jnp.asarray([0.9, 0.2, -0.3, 0.45, 0.1], jnp.float32)
-    ours = jax.jacobian(P.projection_simplex)(x)
-    theirs = jax.jacobian(optax.projections.projection_simplex)(x)
+    ours = jax.jit(jax.jacobian(P.projection_simplex))(x)
+    theirs = jax.jit(jax.jacobian(optax.projections.projection_simplex))(x)
     chex.assert_trees_all_close(ours, theirs, atol=1e-6)
 
 
