@@ -102,7 +102,8 @@ def scale_by_torch_asgd(
             cd, r = compute(g, ax, p)
             u = r(eta) * (g.astype(cd) + r(hl) * p.astype(cd))
             new_p = p.astype(cd) - u
-            ax_new = jnp.where(mu == 1, new_p, ax + r(mu) * (new_p - ax.astype(cd)))
+            axc = ax.astype(cd)
+            ax_new = jnp.where(mu == 1, new_p, axc + r(mu) * (new_p - axc))
             return u.astype(g.dtype), ax_new.astype(ax.dtype)
 
         u, ax = leaf_map("asgd", leaf, updates, state.ax, params)
@@ -151,15 +152,16 @@ def scale_by_torch_adafactor(
         def leaf(g, row, col, var, p):
             cd, r = compute(g, row, col, var, p)
             gc, pc = g.astype(cd), p.astype(cd)
+            row_c, col_c, var_c = row.astype(cd), col.astype(cd), var.astype(cd)
             e1 = r(jnp.finfo(p.dtype).eps if eps1 is None else _numerics.hparam(eps1))
             size = math.prod(g.shape)
             step = jnp.maximum(r(heps2), jnp.sqrt(jnp.sum(abs_sq(pc)) / size)) * r(rho)
             g2 = abs_sq(gc)
             if _factored(g):
-                row_n = (1 - r(w)) * row + r(w) * jnp.sum(
+                row_n = (1 - r(w)) * row_c + r(w) * jnp.sum(
                     g2, -1, keepdims=True
                 ) / g.shape[-1]
-                col_n = (1 - r(w)) * col + r(w) * jnp.sum(
+                col_n = (1 - r(w)) * col_c + r(w) * jnp.sum(
                     g2, -2, keepdims=True
                 ) / g.shape[-2]
                 est = (
@@ -168,7 +170,7 @@ def scale_by_torch_adafactor(
                 var_n = var
             else:
                 row_n, col_n = row, col
-                var_n = (1 - r(w)) * var + r(w) * g2
+                var_n = (1 - r(w)) * var_c + r(w) * g2
                 est = var_n
             u = gc * jax.lax.rsqrt(jnp.maximum(est, e1 * e1))
             rms = jnp.sqrt(jnp.sum(abs_sq(u)) / size)
