@@ -207,6 +207,8 @@ from gradtx.wrappers._averaging import (
 
 # --- torch porting layer and SOAP (begin) ---
 # isort: split
+from gradtx.optimizers._soap import soap
+from gradtx.transforms._soap import ScaleBySoapState, scale_by_soap
 
 # --- torch porting layer and SOAP (end) ---
 
