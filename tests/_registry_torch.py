@@ -9,7 +9,7 @@ torch.optim's float64 trajectories and check torch's signatures and validation.
 
 from __future__ import annotations
 
-from _registry_base import Entry, e, not_optax
+from _registry_base import Entry, e, lr_schedule, not_optax
 
 NO_OPTAX = "optax has no SOAP"
 NAN, INF = float("nan"), float("inf")
@@ -33,12 +33,11 @@ ENTRIES: list[Entry] = [
     not_optax(
         e("scale_by_soap_one_sided", "scale_by_soap", max_precond_dim=3), NO_OPTAX
     ),
-    not_optax(e("soap", "soap", learning_rate=0.1), NO_OPTAX),
     not_optax(
         e(
             "soap_schedule_mask",
             "soap",
-            learning_rate=0.05,
+            learning_rate=lr_schedule,
             weight_decay=0.1,
             precondition_frequency=4,
             mask={"w": True, "b": False, "s": True},

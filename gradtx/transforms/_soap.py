@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from gradtx import _numerics, _tree, _validate
@@ -84,8 +85,15 @@ def _check_soap_args(fn, b1, b2, shampoo_beta, eps, frequency, max_dim) -> None:
     if shampoo_beta is not None:
         _validate.check_decay(fn, "shampoo_beta", shampoo_beta)
     _validate.check_nonnegative(fn, "eps", eps)
-    _validate.check_positive_int(fn, "precondition_frequency", frequency)
-    _validate.check_positive_int(fn, "max_precond_dim", max_dim, minimum=0)
+    _check_int(fn, "precondition_frequency", frequency, 1)
+    _check_int(fn, "max_precond_dim", max_dim, 0)
+
+
+def _check_int(fn: str, name: str, value: Any, minimum: int) -> None:
+    # Through `_fail`, so that `soap` (names_errors) reports its own name.
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < minimum:
+        raise _validate._fail(fn, name, value, f"an integer >= {minimum}")
 
 
 def scale_by_soap(
@@ -224,35 +232,36 @@ def scale_by_soap(
     return GradientTransformation(init, update)
 
 
+def _eig_branch(ops):
+    ggl, ggr, ql, qr, v = ops
+    ql = _eigenbasis(ggl) if ggl.size else ql
+    return ql, _eigenbasis(ggr) if ggr.size else qr, v
+
+
+def _power_branch(ops):
+    ggl, ggr, ql, qr, v = ops
+    if ggl.size:
+        ql, order = _power_step(ggl, ql)
+        v = v[order, :]
+    if ggr.size:
+        qr, order = _power_step(ggr, qr)
+        v = v[:, order]
+    return ql, qr, v
+
+
+def _keep_branch(ops):
+    return ops[2], ops[3], ops[4]
+
+
 def _new_basis(first, refresh, ggl, ggr, ql, qr, v):
     """The first basis by `eigh`; every `precondition_frequency` steps, a QR step.
 
     On a refresh the second moment is permuted with the basis columns (sorted by
-    estimated eigenvalue), as in the reference implementation.
+    estimated eigenvalue), as in the reference implementation. The branches are
+    module-level functions so that `lax.switch` caches them (eager mode included).
     """
     if not (ggl.size or ggr.size):
         return ql, qr, v
-
-    def eig(_):
-        return (
-            _eigenbasis(ggl) if ggl.size else ql,
-            _eigenbasis(ggr) if ggr.size else qr,
-            v,
-        )
-
-    def power(_):
-        new_l, new_r, new_v = ql, qr, v
-        if ggl.size:
-            new_l, order = _power_step(ggl, ql)
-            new_v = new_v[order, :]
-        if ggr.size:
-            new_r, order = _power_step(ggr, qr)
-            new_v = new_v[:, order]
-        return new_l, new_r, new_v
-
-    def keep(_):
-        return ql, qr, v
-
-    return jax.lax.cond(
-        first, eig, lambda x: jax.lax.cond(refresh, power, keep, x), None
-    )
+    index = jnp.where(first, 0, jnp.where(refresh, 1, 2))
+    branches = (_eig_branch, _power_branch, _keep_branch)
+    return jax.lax.switch(index, branches, (ggl, ggr, ql, qr, v))
