@@ -9,7 +9,7 @@ torch.optim's float64 trajectories and check torch's signatures and validation.
 
 from __future__ import annotations
 
-from _registry_base import Entry, e, lr_schedule, not_optax
+from _registry_base import Entry, e, lr_schedule, matrices_only, not_optax
 
 NO_OPTAX = "optax has no SOAP"
 NAN, INF = float("nan"), float("inf")
@@ -40,7 +40,7 @@ ENTRIES: list[Entry] = [
             learning_rate=lr_schedule,
             weight_decay=0.1,
             precondition_frequency=4,
-            mask={"w": True, "b": False, "s": True},
+            mask=matrices_only,
         ),
         NO_OPTAX,
     ),
