@@ -207,6 +207,7 @@ from gradtx.wrappers._averaging import (
 
 # --- torch porting layer and SOAP (begin) ---
 # isort: split
+from gradtx import torch
 from gradtx.optimizers._soap import soap
 from gradtx.transforms._soap import ScaleBySoapState, scale_by_soap
 

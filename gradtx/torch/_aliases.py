@@ -31,6 +31,21 @@ def _adam_checks(fn: str, lr: Any, betas: Any, eps: Any, weight_decay: Any) -> B
     return b1, b2
 
 
+def _with_decay(
+    core: GradientTransformation,
+    lr: Any,
+    weight_decay: Any,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> GradientTransformation:
+    """[negate] → [L2 decay] → core → [decoupled decay] → lr, as torch orders them."""
+    if decoupled_weight_decay:
+        blocks = [*prefix(maximize, 0.0), core, *decoupled(weight_decay)]
+    else:
+        blocks = [*prefix(maximize, weight_decay), core]
+    return chain(*blocks, scale_by_learning_rate(lr))
+
+
 def sgd(
     lr: ScalarOrSchedule = 1e-3,
     momentum: Any = 0.0,
@@ -97,14 +112,7 @@ def adam(
     core = (
         scale_by_torch_amsgrad(b1, b2, eps) if amsgrad else scale_by_adam(b1, b2, eps)
     )
-    if decoupled_weight_decay:
-        return chain(
-            *prefix(maximize, 0.0),
-            core,
-            *decoupled(weight_decay),
-            scale_by_learning_rate(lr),
-        )
-    return chain(*prefix(maximize, weight_decay), core, scale_by_learning_rate(lr))
+    return _with_decay(core, lr, weight_decay, decoupled_weight_decay, maximize)
 
 
 def adamw(
@@ -185,14 +193,7 @@ def nadam(
     b1, b2 = _adam_checks("nadam", lr, betas, eps, weight_decay)
     check("nadam", "momentum_decay", momentum_decay, 0.0)
     core = scale_by_torch_nadam(b1, b2, eps, momentum_decay)
-    if decoupled_weight_decay:
-        return chain(
-            *prefix(maximize, 0.0),
-            core,
-            *decoupled(weight_decay),
-            scale_by_learning_rate(lr),
-        )
-    return chain(*prefix(maximize, weight_decay), core, scale_by_learning_rate(lr))
+    return _with_decay(core, lr, weight_decay, decoupled_weight_decay, maximize)
 
 
 def radam(
@@ -217,11 +218,4 @@ def radam(
     """
     b1, b2 = _adam_checks("radam", lr, betas, eps, weight_decay)
     core = scale_by_torch_radam(b1, b2, eps)
-    if decoupled_weight_decay:
-        return chain(
-            *prefix(maximize, 0.0),
-            core,
-            *decoupled(weight_decay),
-            scale_by_learning_rate(lr),
-        )
-    return chain(*prefix(maximize, weight_decay), core, scale_by_learning_rate(lr))
+    return _with_decay(core, lr, weight_decay, decoupled_weight_decay, maximize)

@@ -47,7 +47,10 @@ def _sides(shape: tuple[int, ...], max_precond_dim: int) -> tuple[int, int]:
     mat = _matrix_shape(shape)
     if mat is None:
         return 0, 0
-    return tuple(n if n <= max_precond_dim else 0 for n in mat)  # type: ignore[return-value]
+    rows, cols = mat
+    return (rows if rows <= max_precond_dim else 0), (
+        cols if cols <= max_precond_dim else 0
+    )
 
 
 def _sign_fix(q: jax.Array, ref: jax.Array) -> jax.Array:
