@@ -166,3 +166,24 @@ def test_jitted_updates_keep_dtype_and_do_not_retrace(name, dtype):
     for k, u in updates.items():
         assert u.dtype == jnp.dtype(dtype)
         assert math.isfinite(float(jnp.max(jnp.abs(u.astype(jnp.float32))))), k
+
+
+@pytest.mark.parametrize("name", gradtx.torch.__all__)
+def test_traced_lr_and_weight_decay_need_no_recompile(name):
+    params = _params(jnp.float32, name)
+    grads = jax.tree.map(jnp.cos, params)
+    has_wd = "weight_decay" in inspect.signature(getattr(gradtx.torch, name)).parameters
+
+    @jax.jit
+    def step(lr, wd):
+        kwargs = {"lr": lr, **({"weight_decay": wd} if has_wd else {})}
+        tx = getattr(gradtx.torch, name)(**kwargs)
+        return tx.update(grads, tx.init(params), params)[0]
+
+    small = step(jnp.float32(1e-3), jnp.float32(0.0))
+    large = step(jnp.float32(1e-2), jnp.float32(0.1))
+    assert step._cache_size() == 1
+    assert any(
+        not np.allclose(a, b)
+        for a, b in zip(jax.tree.leaves(small), jax.tree.leaves(large), strict=True)
+    )

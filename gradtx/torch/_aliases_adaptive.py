@@ -10,7 +10,7 @@ from gradtx._combine import chain
 from gradtx._errors import HyperparameterError
 from gradtx._numerics import hparam
 from gradtx._types import ScalarOrSchedule
-from gradtx._validate import check_positive_int
+from gradtx._validate import check_positive_int, concrete_float
 from gradtx.torch._blocks import scale_by_torch_adadelta, scale_by_torch_adagrad
 from gradtx.torch._blocks_special import (
     scale_by_torch_adafactor,
@@ -118,7 +118,7 @@ def rmsprop(
     # torch allows alpha = 1; gradtx's blocks take a decay in [0, 1).
     check("rmsprop", "alpha", alpha, 0.0, high=1.0, high_open=True)
     rms = scale_by_stddev if centered else scale_by_rms
-    has_momentum = not (isinstance(momentum, (int, float)) and momentum == 0)
+    has_momentum = concrete_float(momentum) != 0.0  # traced: keep the trace
     return chain(
         *prefix(maximize, weight_decay),
         rms(alpha, eps, 0.0, eps_in_sqrt=False),
