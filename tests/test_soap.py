@@ -121,3 +121,20 @@ def test_soap_beats_adam_on_an_ill_conditioned_kronecker_problem():
     # Measured: start 1.47, Adam 4.6e-4, SOAP 6.3e-5 (each at its best lr).
     assert soap < start / 1e4
     assert soap < adam / 4, (soap, adam, start)
+
+
+def test_updates_rotate_with_the_gradients(x64):
+    # SOAP's basis follows the gradients' row and column spaces: feeding U G Vᵀ
+    # (U, V orthogonal) gives U u Vᵀ, which no diagonal preconditioner does.
+    rng = np.random.default_rng(3)
+    u_rot, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    v_rot, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    tx = gradtx.scale_by_soap(precondition_frequency=2)
+    update = jax.jit(tx.update)
+    grads = [jnp.asarray(rng.standard_normal((5, 4))) for _ in range(6)]
+    s, s_rot = tx.init(grads[0]), tx.init(grads[0])
+    for g in grads:
+        u, s = update(g, s)
+        u_r, s_rot = update(u_rot @ g @ v_rot.T, s_rot)
+        np.testing.assert_allclose(u_r, u_rot @ u @ v_rot.T, atol=1e-9)
+    assert np.max(np.abs(u)) > 0.1
