@@ -244,6 +244,9 @@ from gradtx.transforms._geometry_steps import (
 
 # --- torch porting layer and SOAP (begin) ---
 # isort: split
+from gradtx import torch
+from gradtx.optimizers._soap import soap
+from gradtx.transforms._soap import ScaleBySoapState, scale_by_soap
 
 # --- torch porting layer and SOAP (end) ---
 
