@@ -9,6 +9,8 @@ import pytest
 import gradtx
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Public submodules whose `__all__` names are documented as `module.name`.
+SUBMODULES = ("tree", "flat", "projections", "torch")
 API_TEXT = "\n".join(
     p.read_text() for p in sorted((ROOT / "docs" / "api").glob("*.md"))
 )
@@ -20,8 +22,8 @@ def _public_names():
         if name.startswith("_") or isinstance(getattr(gradtx, name), types.ModuleType):
             continue
         names.append(name)
-    names += [f"tree.{n}" for n in gradtx.tree.__all__]
-    names += [f"flat.{n}" for n in gradtx.flat.__all__]
+    for module in SUBMODULES:
+        names += [f"{module}.{n}" for n in getattr(gradtx, module).__all__]
     return names
 
 
@@ -32,13 +34,13 @@ def test_docs_every_public_name_is_in_the_api_pages(name):
 
 
 def test_docs_api_pages_name_only_existing_functions():
-    documented = set(
-        re.findall(r"^\| `(?:tree\.|flat\.)?([a-z_][a-z0-9_]*)\(", API_TEXT, re.M)
-    )
+    prefixes = "|".join(SUBMODULES)
+    pattern = rf"^\| `((?:{prefixes})\.)?([a-z_][a-z0-9_]*)\("
+    documented = set(re.findall(pattern, API_TEXT, re.M))
     missing = sorted(
-        n
-        for n in documented
-        if not any(hasattr(m, n) for m in (gradtx, gradtx.tree, gradtx.flat))
+        f"{prefix}{name}"
+        for prefix, name in documented
+        if not hasattr(getattr(gradtx, prefix[:-1]) if prefix else gradtx, name)
     )
     assert not missing, f"docs/api names functions gradtx does not have: {missing}"
 
