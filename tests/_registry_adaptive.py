@@ -113,7 +113,7 @@ ENTRIES: list[Entry] = [
         min_dim_size_to_factor=2,
         momentum=0.9,
         weight_decay_rate=WD,
-        weight_decay_mask=MASK_TREE,
+        weight_decay_mask=matrices_only,
     ),
     e(
         "adafactor-plain",
