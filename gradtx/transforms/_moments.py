@@ -96,11 +96,69 @@ def scale_by_adadelta(
     return GradientTransformation(init, update)
 
 
+class _Hyper(NamedTuple):
+    """The float32 (or wider) hyperparameters of one step, and its new count."""
+
+    b1: jax.Array
+    b2: jax.Array
+    eps: jax.Array
+    eps_root: jax.Array
+    count: jax.Array
+
+
 def _check_moments(fn: str, b1, b2, eps, eps_root) -> None:
     _validate.check_decay(fn, "b1", b1)
     _validate.check_decay(fn, "b2", b2)
     _validate.check_nonnegative(fn, "eps", eps)
     _validate.check_nonnegative(fn, "eps_root", eps_root)
+
+
+def _moments_init(state_cls: Any, value: ArrayLike = 0.0) -> Any:
+    """`init` of a `(count, mu, nu)` state with both moments filled with `value`."""
+
+    def init(params):
+        v = _numerics.hparam(value)
+        return state_cls(
+            count=jnp.zeros([], jnp.int32),
+            mu=_tree.full_like(params, v),
+            nu=_tree.squares_like(params, v),
+        )
+
+    return init
+
+
+def _moments_update(fn: str, state_cls: Any, hyper: tuple, second, finish) -> Any:
+    """`update` of an Adam-like block: `m` is an EMA of g; the rest is the rule's.
+
+    `second(gc, m, v, h)` gives the new second moment and `finish(gc, m, v, h)` the
+    update from the stored moments, both in the leaf's compute dtype.
+    """
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        _tree.check_structure(fn, state.mu, updates)
+        count = _numerics.safe_int32_increment(state.count)
+        h = _Hyper(*(_numerics.hparam(x) for x in hyper), count)
+
+        def leaf(g, m, v):
+            cd = _numerics.leaf_dtype(g, m, v)
+            gc = g.astype(cd)
+            m_store, m_new = store(moment(gc, m.astype(cd), like(h.b1, gc)), m.dtype)
+            v_store, v_new = store(second(gc, m_new, v.astype(cd), h), v.dtype)
+            return finish(gc, m_new, v_new, h).astype(g.dtype), m_store, v_store
+
+        out = jax.tree.map(leaf, updates, state.mu, state.nu)
+        u, mu, nu = _tree.unzip(out, updates, 3)
+        return u, state_cls(count=count, mu=mu, nu=nu)
+
+    return update
+
+
+def _adam_denominator(v, h):
+    """`sqrt(v / (1-b2^t) + eps_root) + eps` in the dtype of `v`."""
+    r = lambda x: like(x, v)
+    c2 = _numerics.bias_correction(h.b2, h.count)
+    return jnp.sqrt(v / r(c2) + r(h.eps_root)) + r(h.eps)
 
 
 def _first_moment_hat(gc, m_new, hb1, count, nesterov: bool):
@@ -151,37 +209,18 @@ def scale_by_belief(
     """
     _check_moments("scale_by_belief", b1, b2, eps, eps_root)
 
-    def init(params):
-        return ScaleByBeliefState(
-            count=jnp.zeros([], jnp.int32),
-            mu=_tree.zeros_like(params),
-            nu=_tree.squares_like(params),
-        )
+    def second(gc, m, v, h):
+        # eps_root goes into the stored variance (as in the paper and in optax).
+        return moment(abs_sq(gc - m), v, like(h.b2, gc)) + like(h.eps_root, gc)
 
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _tree.check_structure("scale_by_belief", state.mu, updates)
-        hb1, hb2 = _numerics.hparam(b1), _numerics.hparam(b2)
-        heps, heps_root = _numerics.hparam(eps), _numerics.hparam(eps_root)
-        count = _numerics.safe_int32_increment(state.count)
-        c2 = _numerics.bias_correction(hb2, count)
+    def finish(gc, m, v, h):
+        m_hat = _first_moment_hat(gc, m, h.b1, h.count, nesterov)
+        return m_hat / _adam_denominator(v, h._replace(eps_root=jnp.zeros_like(h.eps)))
 
-        def leaf(g, m, v):
-            cd = _numerics.leaf_dtype(g, m, v)
-            gc = g.astype(cd)
-            r = lambda h: like(h, gc)
-            m_store, m_new = store(moment(gc, m.astype(cd), r(hb1)), m.dtype)
-            s = moment(abs_sq(gc - m_new), v.astype(cd), r(hb2)) + r(heps_root)
-            v_store, v_new = store(s, v.dtype)
-            m_hat = _first_moment_hat(gc, m_new, hb1, count, nesterov)
-            u = m_hat / (jnp.sqrt(v_new / r(c2)) + r(heps))
-            return u.astype(g.dtype), m_store, v_store
-
-        out = jax.tree.map(leaf, updates, state.mu, state.nu)
-        u, mu, nu = _tree.unzip(out, updates, 3)
-        return u, ScaleByBeliefState(count=count, mu=mu, nu=nu)
-
-    return GradientTransformation(init, update)
+    update = _moments_update(
+        "scale_by_belief", ScaleByBeliefState, (b1, b2, eps, eps_root), second, finish
+    )
+    return GradientTransformation(_moments_init(ScaleByBeliefState), update)
 
 
 def scale_by_yogi(
@@ -224,37 +263,17 @@ def scale_by_yogi(
         "scale_by_yogi", "initial_accumulator_value", initial_accumulator_value
     )
 
-    def init(params):
-        value = _numerics.hparam(initial_accumulator_value)
-        return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32),
-            mu=_tree.full_like(params, value),
-            nu=_tree.squares_like(params, value),
-        )
+    def second(gc, m, v, h):
+        g2 = abs_sq(gc).astype(v.dtype)
+        return v - (1 - like(h.b2, gc)) * jnp.sign(v - g2) * g2
 
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _tree.check_structure("scale_by_yogi", state.mu, updates)
-        hb1, hb2 = _numerics.hparam(b1), _numerics.hparam(b2)
-        heps, heps_root = _numerics.hparam(eps), _numerics.hparam(eps_root)
-        count = _numerics.safe_int32_increment(state.count)
-        c1 = _numerics.bias_correction(hb1, count)
-        c2 = _numerics.bias_correction(hb2, count)
+    def finish(gc, m, v, h):
+        return _first_moment_hat(gc, m, h.b1, h.count, False) / _adam_denominator(v, h)
 
-        def leaf(g, m, v):
-            cd = _numerics.leaf_dtype(g, m, v)
-            gc = g.astype(cd)
-            r = lambda h: like(h, gc)
-            m_store, m_new = store(moment(gc, m.astype(cd), r(hb1)), m.dtype)
-            g2, vc = abs_sq(gc).astype(cd), v.astype(cd)
-            v_store, v_new = store(vc - (1 - r(hb2)) * jnp.sign(vc - g2) * g2, v.dtype)
-            u = (m_new / r(c1)) / (jnp.sqrt(v_new / r(c2) + r(heps_root)) + r(heps))
-            return u.astype(g.dtype), m_store, v_store
-
-        out = jax.tree.map(leaf, updates, state.mu, state.nu)
-        u, mu, nu = _tree.unzip(out, updates, 3)
-        return u, ScaleByAdamState(count=count, mu=mu, nu=nu)
-
+    update = _moments_update(
+        "scale_by_yogi", ScaleByAdamState, (b1, b2, eps, eps_root), second, finish
+    )
+    init = _moments_init(ScaleByAdamState, initial_accumulator_value)
     return GradientTransformation(init, update)
 
 
@@ -331,39 +350,16 @@ def scale_by_radam(
     _check_moments("scale_by_radam", b1, b2, eps, eps_root)
     _validate.check_nonnegative("scale_by_radam", "threshold", threshold)
 
-    def init(params):
-        return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32),
-            mu=_tree.zeros_like(params),
-            nu=_tree.squares_like(params),
-        )
+    def second(gc, m, v, h):
+        return moment(abs_sq(gc).astype(v.dtype), v, like(h.b2, gc))
 
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _tree.check_structure("scale_by_radam", state.mu, updates)
-        hb1, hb2 = _numerics.hparam(b1), _numerics.hparam(b2)
-        heps, heps_root = _numerics.hparam(eps), _numerics.hparam(eps_root)
-        count = _numerics.safe_int32_increment(state.count)
-        c2 = _numerics.bias_correction(hb2, count)
-        ro, rect = _radam_rectifier(hb2, count)
-        adaptive = ro >= _numerics.hparam(threshold)
+    def finish(gc, m, v, h):
+        ro, rect = _radam_rectifier(h.b2, h.count)
+        m_hat = _first_moment_hat(gc, m, h.b1, h.count, nesterov)
+        scaled = like(rect, gc) * m_hat / _adam_denominator(v, h)
+        return jnp.where(ro >= _numerics.hparam(threshold), scaled, m_hat)
 
-        def leaf(g, m, v):
-            cd = _numerics.leaf_dtype(g, m, v)
-            gc = g.astype(cd)
-            r = lambda h: like(h, gc)
-            m_store, m_new = store(moment(gc, m.astype(cd), r(hb1)), m.dtype)
-            v_new = moment(abs_sq(gc).astype(cd), v.astype(cd), r(hb2))
-            v_store, v_new = store(v_new, v.dtype)
-            m_hat = _first_moment_hat(gc, m_new, hb1, count, nesterov)
-            scaled = (
-                r(rect) * m_hat / (jnp.sqrt(v_new / r(c2) + r(heps_root)) + r(heps))
-            )
-            u = jnp.where(adaptive, scaled, m_hat)
-            return u.astype(g.dtype), m_store, v_store
-
-        out = jax.tree.map(leaf, updates, state.mu, state.nu)
-        u, mu, nu = _tree.unzip(out, updates, 3)
-        return u, ScaleByAdamState(count=count, mu=mu, nu=nu)
-
-    return GradientTransformation(init, update)
+    update = _moments_update(
+        "scale_by_radam", ScaleByAdamState, (b1, b2, eps, eps_root), second, finish
+    )
+    return GradientTransformation(_moments_init(ScaleByAdamState), update)
