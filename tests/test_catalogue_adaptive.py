@@ -306,3 +306,74 @@ def test_alias_lowers_a_quadratic(name):
     for _ in range(100):
         params, state = step(params, state)
     assert float(loss(params)) < 0.5 * start
+
+
+# --- Adan's count is named `t` (optax): it saturates like every count ---
+
+
+def test_adan_step_count_saturates_at_int32_max():
+    tx = gradtx.scale_by_adan()
+    params = make_params()
+    state = tx.init(params)._replace(t=jnp.asarray(2**31 - 1, jnp.int32))
+    for g in make_grads(2):
+        updates, state = tx.update(g, state)
+        assert int(state.t) == 2**31 - 1
+        chex.assert_tree_all_finite(updates)
+
+
+# --- each alias is exactly its chain of public blocks ---
+
+CHAINS = {
+    "adadelta": (
+        lambda: gradtx.adadelta(0.5, rho=0.8, weight_decay=0.1),
+        lambda: gradtx.chain(
+            gradtx.add_decayed_weights(0.1),
+            gradtx.scale_by_adadelta(rho=0.8),
+            gradtx.scale_by_learning_rate(0.5),
+        ),
+    ),
+    "adafactor": (
+        lambda: gradtx.adafactor(
+            0.1, min_dim_size_to_factor=2, momentum=0.5, weight_decay_rate=0.1
+        ),
+        lambda: gradtx.chain(
+            gradtx.scale_by_factored_rms(min_dim_size_to_factor=2),
+            gradtx.clip_by_block_rms(1.0),
+            gradtx.scale_by_learning_rate(0.1, flip_sign=False),
+            gradtx.scale_by_param_block_rms(),
+            gradtx.ema(0.5, debias=False, accumulator_dtype=jnp.float32),
+            gradtx.add_decayed_weights(0.1),
+            gradtx.scale(-1.0),
+        ),
+    ),
+    "adan": (
+        lambda: gradtx.adan(0.1, weight_decay=0.1),
+        lambda: gradtx.chain(
+            gradtx.scale_by_adan(eps_root=1e-8),
+            gradtx.add_decayed_weights(0.1),
+            gradtx.scale_by_learning_rate(0.1),
+        ),
+    ),
+    "rprop": (
+        lambda: gradtx.rprop(0.1),
+        lambda: gradtx.chain(gradtx.scale_by_rprop(0.1), gradtx.scale(-1.0)),
+    ),
+    "sm3": (
+        lambda: gradtx.sm3(0.1, momentum=0.5),
+        lambda: gradtx.chain(
+            gradtx.scale_by_sm3(b1=0.5), gradtx.scale_by_learning_rate(0.1)
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_alias_equals_its_chain(name):
+    alias, chain = (make() for make in CHAINS[name])
+    params = make_params()
+    s_alias, s_chain = alias.init(params), chain.init(params)
+    for g in make_grads(3):
+        u_alias, s_alias = alias.update(g, s_alias, params)
+        u_chain, s_chain = chain.update(g, s_chain, params)
+        chex.assert_trees_all_equal(u_alias, u_chain)
+        chex.assert_trees_all_equal(s_alias, s_chain)
