@@ -182,6 +182,40 @@ from gradtx.wrappers._averaging import (
 
 # --- catalogue: adaptive moments (begin) ---
 # isort: split
+from gradtx.optimizers._moments import (
+    adabelief,
+    adadelta,
+    adafactor,
+    adan,
+    novograd,
+    radam,
+    rprop,
+    sm3,
+    yogi,
+)
+from gradtx.transforms._moments import (
+    ScaleByAdaDeltaState,
+    ScaleByBeliefState,
+    scale_by_adadelta,
+    scale_by_belief,
+    scale_by_radam,
+    scale_by_yogi,
+)
+from gradtx.transforms._moments_factored import (
+    FactoredState,
+    ScaleBySM3State,
+    scale_by_factored_rms,
+    scale_by_param_block_rms,
+    scale_by_sm3,
+)
+from gradtx.transforms._moments_other import (
+    ScaleByAdanState,
+    ScaleByNovogradState,
+    ScaleByRpropState,
+    scale_by_adan,
+    scale_by_novograd,
+    scale_by_rprop,
+)
 
 # --- catalogue: adaptive moments (end) ---
 
