@@ -205,7 +205,6 @@ from gradtx.transforms._moments_factored import (
     FactoredState,
     ScaleBySM3State,
     scale_by_factored_rms,
-    scale_by_param_block_rms,
     scale_by_sm3,
 )
 from gradtx.transforms._moments_other import (

@@ -197,6 +197,7 @@ def merged(attribute: str, base: Any) -> Any:
             out |= extra
     return out
 
+
 BY_ID = {e.id: e for e in REGISTRY}
 assert len(BY_ID) == len(REGISTRY), "registry ids must be unique"
 

@@ -102,8 +102,6 @@ ENTRIES: list[Entry] = [
         "scale_by_factored_rms",
         min_dim_size_to_factor=3,
     ),
-    e("scale_by_param_block_rms", "scale_by_param_block_rms"),
-    e("scale_by_param_block_rms-min_scale", "scale_by_param_block_rms", min_scale=2.0),
     e("adafactor", "adafactor", learning_rate=0.01),
     e("adafactor-factored", "adafactor", learning_rate=0.01, min_dim_size_to_factor=3),
     e(

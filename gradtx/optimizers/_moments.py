@@ -17,6 +17,7 @@ from gradtx._combine import chain
 from gradtx._types import MaskOrFn, ScalarOrSchedule
 from gradtx.transforms._accumulation import ema
 from gradtx.transforms._clipping import clip_by_block_rms
+from gradtx.transforms._geometry import scale_by_param_block_rms
 from gradtx.transforms._moments import (
     scale_by_adadelta,
     scale_by_belief,
@@ -25,7 +26,6 @@ from gradtx.transforms._moments import (
 )
 from gradtx.transforms._moments_factored import (
     scale_by_factored_rms,
-    scale_by_param_block_rms,
     scale_by_sm3,
 )
 from gradtx.transforms._moments_other import (

@@ -13,7 +13,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from gradtx import _numerics, _tree, _validate
-from gradtx._base import GradientTransformation, stateless
+from gradtx._base import GradientTransformation
 from gradtx._numerics import abs_sq, like, store
 
 
@@ -265,43 +265,3 @@ def scale_by_sm3(
         return u, ScaleBySM3State(mu=mu, nu=nu)
 
     return GradientTransformation(init, update)
-
-
-def scale_by_param_block_rms(min_scale: ArrayLike = 1e-3) -> GradientTransformation:
-    """Multiplies each update leaf by the RMS of its param leaf (at least `min_scale`).
-
-    Adafactor's `multiply_by_parameter_scale`: step sizes relative to the weights.
-
-    Args:
-        min_scale: Smallest scale factor, >= 0 (keeps zero-initialised leaves moving).
-
-    Returns:
-        A stateless transformation whose `update` needs `params`.
-
-    Raises:
-        HyperparameterError: If a concrete `min_scale` is negative or not finite.
-
-    Example:
-        >>> import gradtx, jax.numpy as jnp
-        >>> tx = gradtx.scale_by_param_block_rms()
-        >>> p = jnp.array([3.0, -3.0])
-        >>> tx.update(jnp.ones(2), tx.init(p), p)[0]
-        Array([3., 3.], dtype=float32)
-    """
-    fn = "scale_by_param_block_rms"
-    _validate.check_nonnegative(fn, "min_scale", min_scale)
-
-    def f(updates, params):
-        _tree.require_params(fn, params)
-
-        def leaf(u, p):
-            pc = _numerics.up(p)
-            rms = _numerics.safe_sqrt(jnp.mean(abs_sq(pc)))
-            scale = jnp.maximum(rms, like(_numerics.hparam(min_scale), pc))
-            return (_numerics.up(u) * scale.astype(_numerics.up(u).dtype)).astype(
-                u.dtype
-            )
-
-        return jax.tree.map(leaf, updates, params)
-
-    return stateless(f)
