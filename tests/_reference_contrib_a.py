@@ -247,7 +247,7 @@ def cocob(learning_rate=1.0, alpha=100.0, eps=1e-8, weight_decay=0.0, mask=None)
 
 
 class Madgrad(Reference):
-    """MADGRAD (Defazio & Jelassi, 2021, Algorithm 1; the lr + eps of its code).
+    """MADGRAD (Defazio & Jelassi, 2021, Algorithm 1; the lr + eps of its code, lr > 0).
 
     lamb = (lr_k + eps) sqrt(k + 1); s += lamb g; G += lamb g²;
     z = x0 - s / (cbrt(G) + eps); x_next = (1 - momentum) z + momentum x.
@@ -262,7 +262,8 @@ class Madgrad(Reference):
 
     def update(self, grads, state, params=None):
         k = state["count"]
-        lamb = (_at(self.lr, k) + self.eps) * np.sqrt(k + 1.0)
+        lr = _at(self.lr, k)
+        lamb = (lr + self.eps) * np.sqrt(k + 1.0) if lr > 0 else 0.0
         G = tmap(lambda a, g: a + lamb * g * g, state["grad_sum_sq"], grads)
         s = tmap(lambda a, g: a + lamb * g, state["s"], grads)
         c, z = self.momentum, lambda x0, s, G: x0 - s / (np.cbrt(G) + self.eps)

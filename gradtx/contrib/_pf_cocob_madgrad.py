@@ -157,7 +157,7 @@ def scale_by_madgrad(
 ) -> GradientTransformation:
     """Replaces the updates by MADGRAD's step (the learning rate is inside the method).
 
-    Update rule (k = step before the increment, lr evaluated at k):
+    Update rule (k = step before the increment, lr evaluated at k; lamb = 0 if lr = 0):
         lamb = (lr + eps) sqrt(k + 1);  s = s + lamb g;  G = G + lamb g²
         z = x0 - s / (cbrt(G) + eps);  u = (1 - momentum) z + momentum x - x
 
@@ -203,8 +203,11 @@ def scale_by_madgrad(
         dtype = pf.scalar_dtype(params)
         heps, hmom = pf.scalar(eps, dtype), pf.scalar(momentum, dtype)
         lr = pf.scheduled(learning_rate, state.count, dtype)
+        # MADGRAD's code adds eps to the learning rate, so optax moves the params by
+        # eps-sized steps even at lr = 0; gradtx keeps lr = 0 a no-op (lamb = 0).
+        lr_stable = jnp.where(lr > 0, lr + heps, jnp.zeros_like(lr))
         # k + 1 in floating point: the int32 count may be saturated at its maximum.
-        lamb = (lr + heps) * jnp.sqrt(state.count.astype(dtype) + 1)
+        lamb = lr_stable * jnp.sqrt(state.count.astype(dtype) + 1)
 
         def leaf(g, p, gsq, s, x0):
             cd = _numerics.leaf_dtype(g, p, gsq, s)
@@ -212,7 +215,7 @@ def scale_by_madgrad(
             r = lambda h: h.astype(cd)
             gsq_store, gsq_new = store(gsq.astype(cd) + r(lamb) * gc * gc, gsq.dtype)
             s_store, s_new = store(s.astype(cd) + r(lamb) * gc, s.dtype)
-            z = x0.astype(cd) - s_new / (jnp.cbrt(gsq_new) + r(heps))
+            z = x0.astype(cd) - pf.safe_div(s_new, jnp.cbrt(gsq_new) + r(heps))
             u = (1 - r(hmom)) * z + r(hmom) * pc - pc
             return u.astype(g.dtype), gsq_store, s_store
 
