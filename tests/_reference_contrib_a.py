@@ -44,7 +44,8 @@ class Ademamix(Reference):
 
     def update(self, grads, state, params=None):
         b1, b2, t = self.b1, self.b2, increment(state["count"])
-        b3, alpha = _at(self.b3, state["count"]), _at(self.alpha, state["count"])
+        k2 = int(V(state["count_m2"]))  # the schedules' own step counter
+        b3, alpha = _at(self.b3, k2), _at(self.alpha, k2)
         m1 = tmap(lambda g, m: b1 * m + (1 - b1) * g, grads, state["m1"])
         m2 = tmap(lambda g, m: b3 * m + (1 - b3) * g, grads, state["m2"])
         nu = tmap(lambda g, v: b2 * v + (1 - b2) * g * g, grads, state["nu"])
@@ -57,7 +58,7 @@ class Ademamix(Reference):
             m2,
             nu,
         )
-        return u, {"count": t, "count_m2": S(t), "m1": m1, "m2": m2, "nu": nu}
+        return u, {"count": t, "count_m2": S(increment(k2)), "m1": m1, "m2": m2, "nu": nu}
 
 
 scale_by_ademamix = Ademamix
