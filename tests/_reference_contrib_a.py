@@ -58,7 +58,13 @@ class Ademamix(Reference):
             m2,
             nu,
         )
-        return u, {"count": t, "count_m2": S(increment(k2)), "m1": m1, "m2": m2, "nu": nu}
+        return u, {
+            "count": t,
+            "count_m2": S(increment(k2)),
+            "m1": m1,
+            "m2": m2,
+            "nu": nu,
+        }
 
 
 scale_by_ademamix = Ademamix

@@ -173,16 +173,21 @@ def _optax_run(tx, apply, grads, values):
     return out
 
 
+def _add_state_leaves(trajectory, ours, theirs):
+    """Same leaves, same order and dtypes; atol relative to max(1, |leaf|)."""
+    ls, los = jax.tree.leaves(ours), jax.tree.leaves(theirs)
+    assert [x.dtype for x in ls] == [x.dtype for x in los]
+    for i, (x, y) in enumerate(zip(ls, los, strict=True)):
+        scale = max(1.0, float(jnp.max(jnp.abs(y.astype(jnp.float32)))))
+        trajectory.add(f"state leaf {i}", x, y, RTOL, RTOL * scale)
+
+
 def _compare(ours, theirs):
     trajectory = Trajectory()
     for (u, p, s), (ou, op, os) in zip(ours, theirs, strict=True):
         trajectory.add_tree("updates", u, jax.tree.map(np.asarray, ou), RTOL)
         trajectory.add_tree("params", p, jax.tree.map(np.asarray, op), RTOL)
-        ls, los = jax.tree.leaves(s), jax.tree.leaves(os)
-        assert [x.dtype for x in ls] == [x.dtype for x in los]
-        for i, (x, y) in enumerate(zip(ls, los, strict=True)):
-            scale = max(1.0, float(jnp.max(jnp.abs(y.astype(jnp.float32)))))
-            trajectory.add(f"state leaf {i}", x, y, RTOL, RTOL * scale)
+        _add_state_leaves(trajectory, s, os)
     trajectory.check()
 
 
@@ -344,11 +349,7 @@ def test_mechanize_matches_optax_step_by_step(kwargs, standard_promotion):
         ou, os = their_step(g, their_state, params)
         u, state = our_step(g, state, params)
         trajectory.add_tree("updates", u, jax.tree.map(np.asarray, ou), RTOL)
-        ls, los = jax.tree.leaves(state), jax.tree.leaves(os)
-        assert [x.dtype for x in ls] == [x.dtype for x in los]
-        for i, (x, y) in enumerate(zip(ls, los, strict=True)):
-            scale = max(1.0, float(jnp.max(jnp.abs(y.astype(jnp.float32)))))
-            trajectory.add(f"state leaf {i}", x, y, RTOL, RTOL * scale)
+        _add_state_leaves(trajectory, state, os)
         params = gradtx.apply_updates(params, u)
     trajectory.check()
 
