@@ -229,7 +229,10 @@ def dowg(
 
 
 def scale_by_distance_over_gradients(
-    reps_rel=1e-6, eps=1e-8, param_dtype=jnp.float32, global_scale=1.0
+    reps_rel: ArrayLike = 1e-6,
+    eps: ArrayLike = 1e-8,
+    param_dtype: Any = jnp.float32,
+    global_scale: ArrayLike = 1.0,
 ) -> GradientTransformation:
     """Layer-wise DoG (LDoG): each leaf gets its own distance-over-gradients step.
 
