@@ -221,8 +221,9 @@ def momo_adam(
         >>> import gradtx, jax.numpy as jnp
         >>> tx = gradtx.momo_adam(learning_rate=0.1)
         >>> p = jnp.array([2.0])
-        >>> tx.update(p, tx.init(p), p, value=jnp.sum(p**2) / 2)[0]
-        Array([-0.1], dtype=float32)
+        >>> u, _ = tx.update(p, tx.init(p), p, value=jnp.sum(p**2) / 2)
+        >>> round(float(u[0]), 6)  # capped at the learning rate
+        -0.1
 
     References:
         Schaipp et al., 2023: https://arxiv.org/abs/2305.07583
