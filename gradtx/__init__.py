@@ -267,6 +267,44 @@ from gradtx.transforms._geometry_steps import (
 
 # --- contrib: parameter-free and Adam variants (begin) ---
 # isort: split
+from gradtx.contrib._adam_variants import (
+    ScaleByAdemamixState,
+    ScaleBySimplifiedAdEMAMixState,
+    ademamix,
+    scale_by_ademamix,
+    scale_by_simplified_ademamix,
+    simplified_ademamix,
+)
+from gradtx.contrib._adam_variants_async import (
+    acprop,
+    adopt,
+    scale_by_acprop,
+    scale_by_adopt,
+)
+from gradtx.contrib._pf_cocob_madgrad import (
+    COCOBState,
+    MadgradState,
+    cocob,
+    madgrad,
+    scale_by_cocob,
+    scale_by_madgrad,
+)
+from gradtx.contrib._pf_dadapt import (
+    DAdaptAdamWState,
+    ProdigyState,
+    dadapt_adamw,
+    prodigy,
+)
+from gradtx.contrib._pf_dog import (
+    DoGState,
+    DoWGState,
+    ScaleByDistanceOverGradientsState,
+    dog,
+    dowg,
+    scale_by_distance_over_gradients,
+)
+from gradtx.contrib._pf_mechanic import MechanicState, mechanize
+from gradtx.contrib._pf_momo import MomoAdamState, MomoState, momo, momo_adam
 
 # --- contrib: parameter-free and Adam variants (end) ---
 

@@ -1,0 +1,98 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers shared by the optax.contrib ports: scalar dtypes and global reductions.
+
+The parameter-free methods (D-Adaptation, Prodigy, DoG, DoWG, Mechanic, MoMo) keep a
+few scalars in their state (distance estimates, weighted numerators). optax stores them
+in the params' lowest dtype, which is bfloat16 for a bf16 model (a distance estimate
+with 3 significant digits); gradtx keeps them in the lowest *compute* dtype of the
+params: float32 for f32/bf16/f16 params, float64 only when every param is float64.
+Reductions over the whole tree (dot products, norms, l1 norms) run in that dtype too,
+so nothing is promoted to float64 under `jax_enable_x64` (RELIABILITY.md B18).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _numerics
+
+
+def scalar_dtype(params: Any) -> Any:
+    """The lowest compute dtype of the leaves of `params` (float32 for no leaves)."""
+    dtypes = [_numerics.compute_dtype(x.dtype) for x in jax.tree.leaves(params)]
+    if not dtypes:
+        return jnp.dtype(jnp.float32)
+    return min(dtypes, key=lambda d: jnp.dtype(d).itemsize)
+
+
+def moments_dtype(x: Any) -> Any:
+    """Storage dtype of a moment leaf: the param's, but float32 for float16.
+
+    float16 cannot hold the products these methods store (`1e-6 * g` or its square
+    underflows to 0), which would turn the next denominator into `eps` alone.
+    """
+    return jnp.float32 if x.dtype == jnp.float16 else x.dtype
+
+
+def zeros_moments(params: Any) -> Any:
+    """Zero moments shaped like `params`, stored in `moments_dtype`."""
+    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), moments_dtype(x)), params)
+
+
+def reduce_sum(fn: Callable[..., jax.Array], dtype: Any, *trees: Any) -> jax.Array:
+    """`sum(fn(*leaves))` over the leaves (in compute dtype), summed in `dtype`."""
+    total = jnp.zeros((), dtype)
+    for leaves in zip(*(jax.tree.leaves(t) for t in trees), strict=True):
+        part = jnp.sum(fn(*(_numerics.up(x) for x in leaves)))
+        total = total + part.astype(dtype)
+    return total
+
+
+def vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
+    """`<a, b>` over every leaf, accumulated in `dtype`."""
+    return reduce_sum(lambda x, y: x * y.astype(x.dtype), dtype, a, b)
+
+
+def sum_sq(tree: Any, dtype: Any) -> jax.Array:
+    """`||tree||²`, accumulated in `dtype`."""
+    return reduce_sum(lambda x: x * x, dtype, tree)
+
+
+def sum_sq_diff(a: Any, b: Any, dtype: Any) -> jax.Array:
+    """`||a - b||²`, accumulated in `dtype`."""
+    return reduce_sum(lambda x, y: jnp.square(x - y.astype(x.dtype)), dtype, a, b)
+
+
+def l1(tree: Any, dtype: Any) -> jax.Array:
+    """`sum |tree|`, accumulated in `dtype`."""
+    return reduce_sum(jnp.abs, dtype, tree)
+
+
+def scalar(value: Any, dtype: Any) -> jax.Array:
+    """A hyperparameter (concrete or traced) as a scalar of `dtype`."""
+    return _numerics.hparam(value).astype(dtype)
+
+
+def scheduled(value: Any, count: jax.Array, dtype: Any) -> jax.Array:
+    """`value(count)` for a schedule, else `value`, as a scalar of `dtype`."""
+    return scalar(value(count) if callable(value) else value, dtype)
+
+
+def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+    """`num / den`, and 0 where `den == 0` (no NaN, no NaN gradient)."""
+    nonzero = den != 0
+    return jnp.where(nonzero, num / jnp.where(nonzero, den, 1), 0)
+
+
+def one_minus_pow(decay: jax.Array, t: jax.Array) -> jax.Array:
+    """`1 - decay**t` without float32 cancellation: `-expm1(t log(decay))`.
+
+    `1 - 0.999**2` loses 3e-5 (relative) to cancellation in float32; the D-Adaptation
+    methods feed this factor straight into their state, so it must be accurate.
+    Requires `t > 0` (`decay = 0` gives 1).
+    """
+    return -jnp.expm1(t * jnp.log(decay))
