@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,16 +16,9 @@ from gradtx._combine import chain
 from gradtx._numerics import abs_sq, like, moment, store
 from gradtx._types import MaskOrFn, ScalarOrSchedule
 from gradtx.transforms._adam import ScaleByAdamState
+from gradtx.transforms._moments import ScaleByBeliefState
 from gradtx.transforms._scaling import scale_by_learning_rate
 from gradtx.transforms._weight_decay import add_decayed_weights
-
-
-class ScaleByBeliefState(NamedTuple):
-    """State of `scale_by_acprop` (AdaBelief's in optax): `mu` and the belief `nu`."""
-
-    count: jax.Array
-    mu: Any
-    nu: Any
 
 
 def scale_by_acprop(
