@@ -217,6 +217,7 @@ from gradtx.wrappers._averaging import (
 
 # --- scale-out: sharding and ZeRO-1 (begin) ---
 # isort: split
+from gradtx.sharding import MemoryKindError, bytes_per_device, host_offload, zero1
 
 # --- scale-out: sharding and ZeRO-1 (end) ---
 
