@@ -24,7 +24,7 @@ import gradtx
 
 # A two-layer MLP whose dims split over 2, 4 and 8 devices.
 MLP = {"w1": (64, 128), "b1": (128,), "w2": (128, 16), "b2": (16,)}
-SMOKE = ["adam", "adamw-schedule-mask", "sgd-momentum", "clip_by_global_norm"]
+SMOKE = ["adamw-schedule-mask", "clip_by_global_norm"]
 
 
 def mesh_of(n: int, axis_type: AxisType = AxisType.Explicit):
@@ -108,6 +108,7 @@ def test_zero1_numbers_equal_the_unsharded_run(entry_id, axis_type):
             assert leaf.sharding.spec[0] == "data", jax.tree_util.keystr(path)
 
 
+@pytest.mark.slow
 def test_zero1_eager_update_equals_jitted():
     params_np, grads_np = c.trees(2)
     mesh = mesh_of(8)
