@@ -53,7 +53,7 @@ def zero1(
         >>> tx = gradtx.zero1(gradtx.adam(1e-3), mesh, "data")
         >>> state = tx.init({"w": jnp.zeros((4, 2))})
         >>> state[0].mu["w"].sharding.spec
-        PartitionSpec('data', None)
+        P('data', None)
     """
     if not isinstance(mesh, Mesh):
         raise HyperparameterError(

@@ -20,6 +20,7 @@ if TESTS not in sys.path:
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _registry import step_fn  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
@@ -78,3 +79,14 @@ def assert_close(actual: Any, expected: Any, rtol: float = 1e-6) -> None:
         a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
         scale = max(float(np.max(np.abs(e), initial=0.0)), 1.0)
         np.testing.assert_allclose(a, e, rtol=rtol, atol=0.1 * rtol * scale)
+
+
+def single_device_run(tx: Any, params_np: dict, grads_np: list) -> tuple[list, Any]:
+    """Updates per step and the final state of the unsharded run on one device."""
+    step = jax.jit(step_fn(tx))
+    params, state = single(params_np), tx.init(single(params_np))
+    updates = []
+    for g in grads_np:
+        params, state, u = step(params, state, single(g))
+        updates.append(u)
+    return updates, state

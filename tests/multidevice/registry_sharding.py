@@ -53,17 +53,6 @@ def _check_placement(state, layout, mesh, explicit: bool) -> None:
             assert jax.typeof(leaf).sharding.mesh.axis_names == ("x",), where
 
 
-def _single_device_run(tx, params_np, grads_np):
-    """Updates per step and the final state of the unsharded run on one device."""
-    step = jax.jit(step_fn(tx))
-    params, state = c.single(params_np), tx.init(c.single(params_np))
-    updates = []
-    for g in grads_np:
-        params, state, u = step(params, state, c.single(g))
-        updates.append(u)
-    return updates, state
-
-
 def _run(entry, layout_name: str, axis_type: AxisType, single: bool) -> None:
     """Checks one entry on one layout against the replicated (unsharded) run.
 
@@ -107,7 +96,7 @@ def _run(entry, layout_name: str, axis_type: AxisType, single: bool) -> None:
             r_updates.append(ru)
         c.assert_close(state, r_state)
     if single:
-        expected_updates, expected_state = _single_device_run(tx, params_np, grads_np)
+        expected_updates, expected_state = c.single_device_run(tx, params_np, grads_np)
         c.assert_close(r_updates, expected_updates)
         c.assert_close(r_state, expected_state)
 

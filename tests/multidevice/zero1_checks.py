@@ -45,16 +45,6 @@ def replicated(tree, mesh):
     return jax.device_put(jax.tree.map(jnp.asarray, tree), NamedSharding(mesh, P()))
 
 
-def unsharded_run(tx, params_np, grads_np):
-    step = jax.jit(step_fn(tx))
-    params, state = c.single(params_np), tx.init(c.single(params_np))
-    out = []
-    for g in grads_np:
-        params, state, u = step(params, state, c.single(g))
-        out.append(u)
-    return out, state
-
-
 def zero1_run(tx, mesh, params_np, grads_np, jit=True):
     step = step_fn(tx)
     step = jax.jit(step) if jit else step
@@ -97,7 +87,7 @@ def test_state_bytes_per_device_are_one_nth(n):
 def test_zero1_numbers_equal_the_unsharded_run(entry_id, axis_type):
     entry = BY_ID[entry_id]
     params_np, grads_np = c.trees(4)
-    want_u, want_s = unsharded_run(entry.make(), params_np, grads_np)
+    want_u, want_s = c.single_device_run(entry.make(), params_np, grads_np)
     mesh = jax.make_mesh((8,), ("data",), axis_types=(axis_type,))
     tx = gradtx.zero1(entry.make(), mesh, "data")
     got_u, got_s = zero1_run(tx, mesh, params_np, grads_np)
@@ -121,7 +111,7 @@ def test_zero1_eager_update_equals_jitted():
 
 def test_checkpoint_saved_on_8_devices_restores_on_4():
     params_np, grads_np = c.trees(5)
-    want_u, want_s = unsharded_run(gradtx.adam(0.01), params_np, grads_np)
+    want_u, want_s = c.single_device_run(gradtx.adam(0.01), params_np, grads_np)
     tx8 = gradtx.zero1(gradtx.adam(0.01), mesh_of(8))
     _, state8 = zero1_run(tx8, mesh_of(8), params_np, grads_np[:3])
     saved = jax.tree.map(np.asarray, state8)  # what a checkpointer writes
@@ -177,28 +167,30 @@ def test_plain_jitted_init_follows_sharded_params_on_auto_mesh():
         assert leaf.sharding.spec == P("data"), leaf.sharding
 
 
-def test_host_offload_keeps_state_on_host_with_inner_numbers():
+@pytest.mark.parametrize(
+    "jit", [True, pytest.param(False, marks=pytest.mark.slow, id="eager")]
+)
+def test_host_offload_keeps_state_on_host_with_inner_numbers(jit):
     params_np, grads_np = c.trees(3)
-    want_u, want_s = unsharded_run(gradtx.adam(0.01), params_np, grads_np)
+    want_u, want_s = c.single_device_run(gradtx.adam(0.01), params_np, grads_np)
     mesh = mesh_of(8)
     tx = gradtx.host_offload(gradtx.zero1(gradtx.adam(0.01), mesh))
-    for jit in (True, False):
-        got_u, got_s = zero1_run(tx, mesh, params_np, grads_np, jit=jit)
-        c.assert_close(got_u, want_u)
-        c.assert_close(got_s, want_s)
-        # Per-parameter leaves on the host; scalars (the count, the moments of
-        # the scalar param "s") stay in device memory.
-        for leaf in jax.tree.leaves(got_s):
-            kind = "pinned_host" if leaf.ndim else "device"
-            assert leaf.sharding.memory_kind == kind, (leaf.shape, jit)
-        assert got_s[0].mu["w"].sharding.spec == P("data", None)
+    got_u, got_s = zero1_run(tx, mesh, params_np, grads_np, jit=jit)
+    c.assert_close(got_u, want_u)
+    c.assert_close(got_s, want_s)
+    # Per-parameter leaves on the host; scalars (the count, the moments of
+    # the scalar param "s") stay in device memory.
+    for leaf in jax.tree.leaves(got_s):
+        kind = "pinned_host" if leaf.ndim else "device"
+        assert leaf.sharding.memory_kind == kind, (leaf.shape, jit)
+    assert got_s[0].mu["w"].sharding.spec == P("data", None)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e.id) for e in REGISTRY])
 def test_zero1_every_registry_entry_equals_unsharded(entry):
     params_np, grads_np = c.trees(3)
-    want_u, want_s = unsharded_run(entry.make(), params_np, grads_np)
+    want_u, want_s = c.single_device_run(entry.make(), params_np, grads_np)
     mesh = mesh_of(8)
     got_u, got_s = zero1_run(
         gradtx.zero1(entry.make(), mesh), mesh, params_np, grads_np
