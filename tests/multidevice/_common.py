@@ -63,9 +63,27 @@ def single(tree: dict) -> dict:
     }
 
 
+def norm_spec(spec: Any) -> tuple:
+    """A spec as a tuple without trailing Nones: P(), P(None) and P(None, None)
+    lay out a vector the same way (`device_put` keeps P(), `jit` returns the
+    padded form on Explicit meshes)."""
+    t = tuple(spec)
+    while t and t[-1] is None:
+        t = t[:-1]
+    return t
+
+
+def layout(x: Any) -> Any:
+    """The placement of a leaf: mesh, normalized spec and memory kind."""
+    s = x.sharding
+    if isinstance(s, NamedSharding):
+        return (s.mesh, norm_spec(s.spec), s.memory_kind)
+    return s
+
+
 def types(tree: Any) -> Any:
-    """`jax.typeof` and the concrete sharding of every leaf."""
-    return jax.tree.map(lambda x: (jax.typeof(x), x.sharding), tree)
+    """`jax.typeof` and the concrete placement of every leaf."""
+    return jax.tree.map(lambda x: (jax.typeof(x), layout(x)), tree)
 
 
 def assert_close(actual: Any, expected: Any, rtol: float = 1e-6) -> None:

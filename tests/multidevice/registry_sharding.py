@@ -19,15 +19,9 @@ import pytest
 from _registry import REGISTRY, step_fn
 from jax.sharding import AxisType, NamedSharding
 
+import gradtx
+
 N_STEPS = 3
-
-
-def _norm(spec) -> tuple:
-    """A spec as a tuple without trailing Nones (P('x') == P('x', None))."""
-    t = tuple(spec)
-    while t and t[-1] is None:
-        t = t[:-1]
-    return t
 
 
 def _param_key(path) -> str | None:
@@ -48,7 +42,9 @@ def _check_placement(state, layout, mesh, explicit: bool) -> None:
         if leaf.ndim == 0:
             assert sharding.is_fully_replicated, f"{where}: {sharding}"
         elif key in c.SHAPES and leaf.shape == c.SHAPES[key]:
-            assert _norm(sharding.spec) == _norm(layout[key]), f"{where}: {sharding}"
+            assert c.norm_spec(sharding.spec) == c.norm_spec(layout[key]), (
+                f"{where}: {sharding}"
+            )
         if explicit:
             assert jax.typeof(leaf).sharding.mesh.axis_names == ("x",), where
 
@@ -139,3 +135,28 @@ def test_every_layout_keeps_its_sharding(entry, layout):
 @pytest.mark.parametrize("entry", _ids(REGISTRY))
 def test_auto_mesh_jitted_init_places_state_like_params(entry):
     _run(entry, "rows", AxisType.Auto, single=True)
+
+
+def test_non_finite_on_one_shard_is_skipped_on_every_shard():
+    # RELIABILITY.md C8/C2: one NaN on the last device's shard; the decision to
+    # skip is global, so every shard returns zeros and keeps its state.
+    mesh = jax.make_mesh((8,), ("x",))
+    layout = c.LAYOUTS["cols"]
+    params_np, (g_np,) = c.trees(1)
+    g_np["w"][0, 15] = float("nan")  # column 15 lives on device 7
+    tx = gradtx.apply_if_finite(gradtx.adam(0.01), max_consecutive_errors=3)
+    with jax.set_mesh(mesh):
+        params = c.put(params_np, mesh, layout)
+        state = tx.init(params)
+        updates, new = jax.jit(tx.update)(c.put(g_np, mesh, layout), state, params)
+        assert int(new.notfinite_count) == 1
+        for u in jax.tree.leaves(updates):
+            np_u = jax.device_get(u)
+            assert not np_u.any(), np_u
+        for a, b in zip(
+            jax.tree.leaves(new.inner_state),
+            jax.tree.leaves(state.inner_state),
+            strict=True,
+        ):
+            assert a.sharding == b.sharding
+            assert (jax.device_get(a) == jax.device_get(b)).all()
