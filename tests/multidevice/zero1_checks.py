@@ -186,6 +186,12 @@ def test_host_offload_keeps_state_on_host_with_inner_numbers(jit):
     assert got_s[0].mu["w"].sharding.spec == P("data", None)
 
 
+# The bias-corrected variance v̂ - m̂² of scale_by_stddev cancels to ~0 on the first
+# step (see its registry entry), so how XLA fuses the sharded program changes the
+# float32 result by up to ~2e-6 relative; every other entry holds rtol 1e-6.
+ILL_CONDITIONED = {"scale_by_stddev-bias_correction": 1e-5}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e.id) for e in REGISTRY])
 def test_zero1_every_registry_entry_equals_unsharded(entry):
@@ -195,5 +201,6 @@ def test_zero1_every_registry_entry_equals_unsharded(entry):
     got_u, got_s = zero1_run(
         gradtx.zero1(entry.make(), mesh), mesh, params_np, grads_np
     )
-    c.assert_close(got_u, want_u)
-    c.assert_close(got_s, want_s)
+    rtol = ILL_CONDITIONED.get(entry.id, 1e-6)
+    c.assert_close(got_u, want_u, rtol)
+    c.assert_close(got_s, want_s, rtol)
