@@ -328,6 +328,7 @@ from gradtx.transforms._soap import ScaleBySoapState, scale_by_soap
 
 # --- scale-out: sharding and ZeRO-1 (begin) ---
 # isort: split
+from gradtx.sharding import MemoryKindError, bytes_per_device, host_offload, zero1
 
 # --- scale-out: sharding and ZeRO-1 (end) ---
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.shard_alike import shard_alike
 
 from gradtx import _numerics
 from gradtx._errors import MissingParamsError, TreeMismatchError
@@ -15,14 +16,29 @@ from gradtx._errors import MissingParamsError, TreeMismatchError
 is_none = lambda x: x is None
 
 
+def filled(x: Any, value: Any, dtype: Any) -> jax.Array:
+    """`value` in the shape of leaf `x`, in `dtype`, placed with `x`'s sharding.
+
+    A concrete (or `jax.ShapeDtypeStruct`) leaf lends its sharding through
+    `jnp.full_like`; under tracing `shard_alike` ties the new leaf to `x`, so a jitted
+    `init` creates per-parameter state on the param's devices instead of on one
+    device (optax#548, RELIABILITY.md B20) whatever the mesh's axis types. With one
+    device there is nothing to place, and the tie is left out of the program.
+    """
+    out = jnp.full_like(x, value, dtype=dtype)
+    if isinstance(x, jax.core.Tracer) and jax.device_count() > 1:
+        out = shard_alike(x, out)[1]
+    return out
+
+
 def zeros_like(tree: Any, dtype: Any = None) -> Any:
     """Zeros shaped like each leaf of `tree`, in `dtype` or the leaf's own dtype."""
-    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or x.dtype), tree)
+    return jax.tree.map(lambda x: filled(x, 0, dtype or x.dtype), tree)
 
 
 def full_like(tree: Any, value: Any, dtype: Any = None) -> Any:
     """`value` broadcast to each leaf of `tree`, in `dtype` or the leaf's dtype."""
-    return jax.tree.map(lambda x: jnp.full(jnp.shape(x), value, dtype or x.dtype), tree)
+    return jax.tree.map(lambda x: filled(x, value, dtype or x.dtype), tree)
 
 
 def squares_like(tree: Any, value: Any = 0, dtype: Any = None) -> Any:
@@ -36,7 +52,7 @@ def squares_like(tree: Any, value: Any = 0, dtype: Any = None) -> Any:
 
     def leaf(x):
         own = dtype or (jnp.float32 if x.dtype == jnp.float16 else x.dtype)
-        return jnp.full(jnp.shape(x), value, own)
+        return filled(x, value, own)
 
     return jax.tree.map(leaf, tree)
 

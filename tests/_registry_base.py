@@ -35,6 +35,7 @@ AREAS = (
     "contrib_b",
     "torch",
     "precision",
+    "sharding",
 )
 
 # --- the mixed pytree every shared check runs on: a matrix, a vector and a scalar ---
