@@ -76,6 +76,8 @@ def apply_updates_stochastic(params: Any, updates: Any, key: jax.Array) -> Any:
         p, u = jnp.asarray(p), jnp.asarray(u)
         with jax.numpy_dtype_promotion("standard"):
             dtype = jnp.promote_types(p.dtype, u.dtype)
+        if _is_low_precision(p.dtype):  # a bf16 + bf16 sum would round first
+            dtype = _numerics.compute_dtype(dtype)
         total = p.astype(dtype) + u.astype(dtype)
         if _is_low_precision(p.dtype):
             out.append(stochastic_round(total, p.dtype, k))
