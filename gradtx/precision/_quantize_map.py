@@ -81,10 +81,13 @@ def _nearest_code(x: jax.Array, table: np.ndarray) -> jax.Array:
     elementwise steps for 256 codes, which XLA fuses into one pass (a `searchsorted`
     loop would not fuse). A value exactly between two entries takes the lower one.
     """
-    mids = (table[:-1] + table[1:]) / np.float32(2)
-    mids = jnp.asarray(np.concatenate([mids, mids[-1:]]))  # pad to 2**bits
-    idx = jnp.zeros(x.shape, jnp.int32)
+    mids_np = (table[:-1] + table[1:]) / np.float32(2)
+    mids = jnp.asarray(np.concatenate([mids_np, mids_np[-1:]]))  # pad to 2**bits
+    # The first step compares with one constant: a gather at a constant index
+    # would make XLA constant-fold a leaf-sized gather (seconds of compile time).
     step = len(table) // 2
+    idx = jnp.where(jnp.float32(mids_np[step - 1]) < x, jnp.int32(step), jnp.int32(0))
+    step //= 2
     while step >= 1:
         take = jnp.take(mids, idx + (step - 1), mode="clip") < x
         idx = jnp.where(take, idx + step, idx)
