@@ -106,6 +106,28 @@ def test_quantize_picks_the_nearest_code():
     np.testing.assert_array_equal(np.abs(table[idx] - np.asarray(x)), best)
 
 
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_bucket_lookup_equals_the_binary_search(signed):
+    table = qm.dynamic_map(signed)
+    rng = np.random.default_rng(1)
+    low = -1.0 if signed else 0.0
+    x = np.concatenate(
+        [
+            rng.uniform(low, 1, 100_000),
+            rng.standard_normal(20_000) * 1e-5,
+            table,
+            [0.0, -0.0, 1.0, 1e-30, 3e-7],
+        ]
+    ).astype(np.float32)
+    x = x if signed else np.abs(x)
+    fast = np.asarray(qm._map_code(jnp.asarray(x), signed))
+    np.testing.assert_array_equal(fast, np.asarray(qm._nearest_code(x, table)))
+    # Exactly on a midpoint both neighbours are nearest (up to its float32 rounding).
+    mids = ((table[:-1] + table[1:]) / np.float32(2)).astype(np.float32)
+    got = table[np.asarray(qm._map_code(jnp.asarray(mids), signed))]
+    np.testing.assert_allclose(np.abs(got - mids), np.diff(table) / 2, atol=1e-7)
+
+
 def test_quantize_zero_blocks_give_zeros_not_nan_and_partial_blocks_work():
     x = jnp.zeros(700).at[600].set(-3.0).at[650].set(1.5)  # blocks 0, 1 are zero
     for signed in (True, False):
