@@ -127,7 +127,8 @@ def _map_code(x: jax.Array, signed: bool) -> jax.Array:
 
     The bucket of |x| gives the nearest code of the bucket's start; one comparison
     with the next midpoint finishes it: 0.57 ms for 124M values on an H100, as fast
-    as reading and writing them, where the binary search takes 2.6 ms. Negative x use the mirror image of the (symmetric) signed map.
+    as reading and writing them, where the binary search takes 2.6 ms. Negative x
+    use the mirror image of the (symmetric) signed map.
     """
     found = _buckets(signed)
     if found is None:
