@@ -239,7 +239,7 @@ def test_dequantize_state_gives_the_inner_state_view():
     tx = gradtx.adam8bit(1e-3, block_size=64)
     params = _params()
     state = tx.init(params)
-    _, state = tx.update(_grads(1)[0], state, params)
+    _, state = jax.jit(tx.update)(_grads(1)[0], state, params)
     view = gradtx.dequantize_state(state, block_size=64)
     mu = np.asarray(view[0].mu["big"])
     g = np.asarray(_grads(1)[0]["big"])
@@ -324,5 +324,5 @@ def test_quantize_edge_settings_are_accepted():
     for kw in ({"block_size": 1}, {"block_size": 4096}, {"min_size": 0}):
         tx = gradtx.adam8bit(0.1, **kw)
         params = _params(300)
-        updates, _ = tx.update(_grads(1, 300)[0], tx.init(params), params)
+        updates, _ = jax.jit(tx.update)(_grads(1, 300)[0], tx.init(params), params)
         chex.assert_tree_all_finite(updates)
