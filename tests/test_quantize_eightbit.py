@@ -104,7 +104,8 @@ def _check_against_float32(name, shape, steps=50, block_size=256):
             limit = _bound(q.codes.dtype == jnp.int8) * np.repeat(
                 np.asarray(q.absmax), block_size
             )[: f32.size].reshape(f32.shape)
-            assert np.all(np.abs(deq - f32) <= limit + 1e-12), path
+            # + a few float32 ulps: the two compiled steps may round differently.
+            assert np.all(np.abs(deq - f32) <= limit + 1e-6 * np.abs(f32)), path
         err = np.abs(np.asarray(p8["w"]) - np.asarray(p32["w"]))
         assert err.mean() < 6e-5
         assert (err / (np.abs(np.asarray(p32["w"])) + 1e-9)).mean() < 6e-4
