@@ -323,6 +323,16 @@ from gradtx.transforms._soap import ScaleBySoapState, scale_by_soap
 
 # --- precision: master weights, rounding, 8-bit states (begin) ---
 # isort: split
+from gradtx.optimizers._eightbit import (
+    adam8bit,
+    adamw8bit,
+    lion8bit,
+    rmsprop8bit,
+    sgd8bit,
+)
+from gradtx.precision._master import MasterWeightsState, master_weights
+from gradtx.precision._quantize import QuantizedArray, dequantize_state, quantize_state
+from gradtx.precision._rounding import apply_updates_stochastic
 
 # --- precision: master weights, rounding, 8-bit states (end) ---
 
