@@ -253,6 +253,7 @@ def run_reference(
     *,
     extra: Callable[[bool], dict[str, Any]] = lambda is_ref: {},
     check_state: bool = True,
+    rtol: float = RTOL,
 ) -> None:
     """Steps `tx` (through `jit`) and the float64 `ref` side by side, step by step.
 
@@ -266,13 +267,15 @@ def run_reference(
         ru, rstate = ref.update(to64(g), rstate, rparams, **extra(True))
         params = gradtx.apply_updates(params, u)
         rparams = jax.tree.map(_round32, rparams, ru)
-        close(u, ru, f"updates at step {i}")
-        close(params, rparams, f"params at step {i}")
+        close(u, ru, f"updates at step {i}", rtol)
+        close(params, rparams, f"params at step {i}", rtol)
         if check_state:
-            close(state, rstate, f"state at step {i}")
+            close(state, rstate, f"state at step {i}", rtol)
 
 
-def run_both(tx: Any, otx: Any, params: Any, grads: list[Any], extra=None) -> None:
+def run_both(
+    tx: Any, otx: Any, params: Any, grads: list[Any], extra=None, rtol=RTOL
+) -> None:
     """`tx` and optax's `otx` give the same updates, params and state leaves."""
     import optax
 
@@ -283,13 +286,13 @@ def run_both(tx: Any, otx: Any, params: Any, grads: list[Any], extra=None) -> No
         u, s = tx.update(g, s, p, **extra)
         ou, os_ = otx.update(g, os_, op, **extra)
         p, op = gradtx.apply_updates(p, u), optax.apply_updates(op, ou)
-        close(u, jax.tree.map(np.asarray, ou), f"updates at step {i}")
-        close(p, jax.tree.map(np.asarray, op), f"params at step {i}")
+        close(u, jax.tree.map(np.asarray, ou), f"updates at step {i}", rtol)
+        close(p, jax.tree.map(np.asarray, op), f"params at step {i}", rtol)
         ls = [x for x in jax.tree.leaves(s) if not _is_key(x)]
         lo = [x for x in jax.tree.leaves(os_) if not _is_key(x)]
         if len(ls) == len(lo):
             for j, (a, b) in enumerate(zip(ls, lo, strict=True)):
-                close(a, np.asarray(b), f"state leaf {j} at step {i}")
+                close(a, np.asarray(b), f"state leaf {j} at step {i}", rtol)
 
 
 def _round32(p: np.ndarray, u: np.ndarray) -> np.ndarray:

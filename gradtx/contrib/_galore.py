@@ -14,7 +14,7 @@ from gradtx import _numerics, _tree, _validate
 from gradtx._base import GradientTransformation, with_extra_args_support
 from gradtx._combine import chain
 from gradtx._types import MaskOrFn, ScalarOrSchedule
-from gradtx.contrib._structured_ns import fans, matrix_view
+from gradtx.contrib._structured_ns import check_int, fans, matrix_view
 from gradtx.transforms._adam import scale_by_adam
 from gradtx.transforms._scaling import scale_by_learning_rate
 from gradtx.transforms._weight_decay import add_decayed_weights
@@ -96,8 +96,8 @@ def scale_by_galore(
     References:
         Zhao et al., 2024: https://arxiv.org/abs/2403.03507
     """
-    _validate.check_positive_int("scale_by_galore", "rank", rank)
-    _validate.check_positive_int("scale_by_galore", "update_proj_gap", update_proj_gap)
+    check_int("scale_by_galore", "rank", rank, 1)
+    check_int("scale_by_galore", "update_proj_gap", update_proj_gap, 1)
     _validate.check_range("scale_by_galore", "scale", scale)
     base = with_extra_args_support(base_optimizer or scale_by_adam())
 

@@ -14,13 +14,14 @@ from jax.typing import ArrayLike
 from gradtx import _numerics, _tree, _validate
 from gradtx._base import GradientTransformation, stateless
 from gradtx._combine import chain
-from gradtx._errors import HyperparameterError
 from gradtx._types import MaskOrFn, ScalarOrSchedule
 from gradtx.contrib._structured_ns import (
     DEFAULT_NS_COEFFS,
     NS_PRESETS,
     PRECONDITIONINGS,
     MuonDimensionNumbers,
+    check_choice,
+    check_int,
     fans,
     matrix_view,
     orthogonalize,
@@ -46,30 +47,28 @@ class MuonState(NamedTuple):
 
 
 def _coeffs(fn: str, ns_coeffs: Any, ns_steps: Any) -> np.ndarray:
-    c = np.asarray(ns_coeffs, np.float32)
-    if c.ndim not in (1, 2) or c.shape[-1] != 3:
-        raise HyperparameterError(
-            f"gradtx.{fn}: ns_coeffs must have shape (3,) or (n, 3), got {ns_coeffs!r}"
+    try:
+        c = np.asarray(ns_coeffs, np.float32)
+    except (TypeError, ValueError):
+        c = np.zeros((0,), np.float32)
+    if c.ndim not in (1, 2) or c.shape[-1] != 3 or not np.isfinite(c).all():
+        raise _validate._fail(
+            fn, "ns_coeffs", ns_coeffs, "finite, of shape (3,) or (n, 3)"
         )
     if c.ndim == 2:
         if c.shape[0] > ns_steps:  # optax's rule: at most ns_steps rows
-            raise HyperparameterError(
-                f"gradtx.{fn}: ns_coeffs must have at most ns_steps={ns_steps} rows, "
-                f"got {ns_coeffs!r}"
+            raise _validate._fail(
+                fn, "ns_coeffs", ns_coeffs, f"at most ns_steps={ns_steps} rows"
             )
         c = c[-ns_steps:]
     return c
 
 
 def _check_muon(fn: str, ns_steps, beta, eps, preconditioning) -> None:
-    _validate.check_positive_int(fn, "ns_steps", ns_steps, minimum=0)
+    check_int(fn, "ns_steps", ns_steps, 0)
     _validate.check_decay(fn, "beta", beta)
     _validate.check_nonnegative(fn, "eps", eps)
-    if preconditioning not in PRECONDITIONINGS:
-        raise HyperparameterError(
-            f"gradtx.{fn}: preconditioning must be one of {PRECONDITIONINGS}, "
-            f"got {preconditioning!r}"
-        )
+    check_choice(fn, "preconditioning", preconditioning, PRECONDITIONINGS)
 
 
 def _specs(dims: Any, tree: Any) -> Any:
@@ -225,22 +224,29 @@ def _labels_and_specs(
         )
         return jax.tree.map(fill, specs(params), params, is_leaf=_is_spec_leaf)
 
-    def muon_specs(params):
-        fill = lambda d, sub: jax.tree.map(
-            lambda _: MaskedNode() if d is None else d, sub
+    def muon_specs(tree):
+        # Inside `partition` the tree has MaskedNode where Adam runs; the user's
+        # callable gets a scalar placeholder there, and its answer is discarded.
+        hidden = lambda x: isinstance(x, MaskedNode)
+        filled = jax.tree.map(
+            lambda x: jnp.zeros(()) if hidden(x) else x, tree, is_leaf=hidden
         )
-        return jax.tree.map(fill, specs(params), params, is_leaf=_is_spec_leaf)
+        fill = lambda d, sub: jax.tree.map(lambda _: d, sub)
+        full = jax.tree.map(fill, specs(filled), filled, is_leaf=_is_spec_leaf)
+        leaves, treedef = jax.tree.flatten(tree, is_leaf=hidden)
+        found = jax.tree.leaves(full, is_leaf=_is_spec_leaf)
+        out = [
+            MaskedNode() if hidden(x) or d is None else d
+            for x, d in zip(leaves, found, strict=True)
+        ]
+        return treedef.unflatten(out)
 
     return labels, muon_specs
 
 
 def _check_alias(ns_coeffs: Any) -> Any:
     if isinstance(ns_coeffs, str):
-        if ns_coeffs not in NS_PRESETS:
-            raise HyperparameterError(
-                f"gradtx.muon: ns_coeffs must be one of {tuple(NS_PRESETS)} or "
-                f"coefficients, got {ns_coeffs!r}"
-            )
+        check_choice("muon", "ns_coeffs", ns_coeffs, tuple(NS_PRESETS))
         return NS_PRESETS[ns_coeffs]
     return ns_coeffs
 

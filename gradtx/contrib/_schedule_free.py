@@ -13,6 +13,7 @@ from gradtx import _numerics, _tree, _validate
 from gradtx._base import GradientTransformation, with_extra_args_support
 from gradtx._combine import chain
 from gradtx._types import Params, ScalarOrSchedule
+from gradtx.contrib._structured_ns import check_int
 from gradtx.optimizers._sgd import sgd
 from gradtx.schedules._basic import warmup_constant_schedule
 from gradtx.transforms._rms import scale_by_rms
@@ -222,7 +223,7 @@ def schedule_free_sgd(
 
 def _check_warmup(fn: str, warmup_steps: Any) -> None:
     if warmup_steps is not None:
-        _validate.check_positive_int(fn, "warmup_steps", warmup_steps, minimum=0)
+        check_int(fn, "warmup_steps", warmup_steps, 0)
 
 
 @_validate.names_errors({"scale_by_rms.decay": "b2"})

@@ -13,6 +13,7 @@ from gradtx import _numerics, _tree, _validate
 from gradtx._base import GradientTransformation, with_extra_args_support
 from gradtx._combine import chain
 from gradtx._types import MaskOrFn, ScalarOrSchedule
+from gradtx.contrib._structured_ns import check_int
 from gradtx.transforms._scaling import scale_by_learning_rate
 from gradtx.transforms._weight_decay import add_decayed_weights
 
@@ -93,7 +94,7 @@ def _check_sophia(fn, b1, b2, eps, gamma, clip_threshold, update_interval) -> No
     _validate.check_nonnegative(fn, "gamma", gamma)
     if clip_threshold is not None:
         _validate.check_nonnegative(fn, "clip_threshold", clip_threshold)
-    _validate.check_positive_int(fn, "update_interval", update_interval)
+    check_int(fn, "update_interval", update_interval, 1)
 
 
 def scale_by_sophia(
@@ -111,8 +112,8 @@ def scale_by_sophia(
     """Sophia's preconditioner (not exported, as in optax); see `sophia`."""
     _check_sophia("sophia", b1, b2, eps, gamma, clip_threshold, update_interval)
     if verbose:
-        _validate.check_positive_int(
-            "sophia", "print_win_rate_every_n_steps", print_win_rate_every_n_steps
+        check_int(
+            "sophia", "print_win_rate_every_n_steps", print_win_rate_every_n_steps, 1
         )
     mu_dtype = _validate.check_dtype("sophia", "mu_dtype", mu_dtype)
     hess = with_extra_args_support(

@@ -9,6 +9,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from gradtx import _validate
 
 PRECONDITIONINGS = ("frobenius", "spectral", "aol", "schatten")
 DEFAULT_NS_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -30,6 +33,21 @@ class MuonDimensionNumbers(NamedTuple):
 
     reduction_axis: Sequence[int] | int = 0
     output_axis: Sequence[int] | int = 1
+
+
+def check_int(fn: str, name: str, value: Any, minimum: int) -> None:
+    """Raises an alias-renamable `HyperparameterError` unless an int >= minimum."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < minimum:
+        raise _validate._fail(fn, name, value, f"an integer >= {minimum}")
+
+
+def check_choice(fn: str, name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    """Raises an alias-renamable `HyperparameterError` unless `value in allowed`."""
+    if not isinstance(value, str) or value not in allowed:
+        raise _validate._fail(fn, name, value, f"one of {allowed}")
 
 
 def axes(ndim: int, spec: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
