@@ -274,14 +274,24 @@ def run_reference(
 
 
 def run_both(
-    tx: Any, otx: Any, params: Any, grads: list[Any], extra=None, rtol=RTOL
+    tx: Any,
+    otx: Any,
+    params: Any,
+    grads: list[Any],
+    extra=None,
+    rtol=RTOL,
+    oparams=None,
 ) -> None:
-    """`tx` and optax's `otx` give the same updates, params and state leaves."""
+    """`tx` and optax's `otx` give the same updates, params and state leaves.
+
+    `oparams`: optax's own container of the same params (e.g. its LookaheadParams).
+    """
     import optax
 
     extra = extra or {}
-    s, os_ = tx.init(params), otx.init(params)
-    p, op = params, params
+    op = params if oparams is None else oparams
+    s, os_ = tx.init(params), otx.init(op)
+    p = params
     for i, g in enumerate(grads):
         u, s = tx.update(g, s, p, **extra)
         ou, os_ = otx.update(g, os_, op, **extra)
