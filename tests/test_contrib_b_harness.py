@@ -281,6 +281,7 @@ def run_both(
     extra=None,
     rtol=RTOL,
     oparams=None,
+    jit=False,
 ) -> None:
     """`tx` and optax's `otx` give the same updates, params and state leaves.
 
@@ -292,9 +293,13 @@ def run_both(
     op = params if oparams is None else oparams
     s, os_ = tx.init(params), otx.init(op)
     p = params
+    ours = lambda g, s, p: tx.update(g, s, p, **extra)
+    theirs = lambda g, s, p: otx.update(g, s, p, **extra)
+    if jit:  # extra arguments (functions) are closed over, not traced
+        ours, theirs = jax.jit(ours), jax.jit(theirs)
     for i, g in enumerate(grads):
-        u, s = tx.update(g, s, p, **extra)
-        ou, os_ = otx.update(g, os_, op, **extra)
+        u, s = ours(g, s, p)
+        ou, os_ = theirs(g, os_, op)
         p, op = gradtx.apply_updates(p, u), optax.apply_updates(op, ou)
         close(u, jax.tree.map(np.asarray, ou), f"updates at step {i}", rtol)
         close(p, jax.tree.map(np.asarray, op), f"params at step {i}", rtol)
