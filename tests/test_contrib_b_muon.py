@@ -172,3 +172,16 @@ def test_scale_by_muon_rejects_vectors_without_dimension_numbers():
 def test_muon_bad_hyperparameters_raise_at_construction(kwargs, arg):
     with pytest.raises(gradtx.HyperparameterError, match=rf"gradtx\.muon: {arg} "):
         gradtx.muon(0.1, **kwargs)
+
+
+def test_float16_zero_gradient_optax_nan_gradtx_zero(standard_promotion):
+    # optax runs Newton-Schulz in float16, where eps=1e-8 is 0: 0/0 = NaN.
+    params = {"w": jnp.ones((4, 3), jnp.float16)}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    dims = {"w": optax.contrib.MuonDimensionNumbers()}
+    otx = optax.contrib.scale_by_muon(weight_dimension_numbers=dims)
+    theirs, _ = otx.update(zeros, otx.init(params))
+    assert np.isnan(np.asarray(theirs["w"], np.float32)).all()
+    tx = gradtx.scale_by_muon()
+    ours, _ = tx.update(zeros, tx.init(params))
+    np.testing.assert_array_equal(np.asarray(ours["w"], np.float32), 0.0)
