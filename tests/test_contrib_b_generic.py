@@ -156,3 +156,26 @@ def test_split_real_and_imaginary_keeps_complex_dtype_under_jit():
         u, state = step(p, state, p)
         assert u["c"].dtype == jnp.complex64
         assert u["r"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("scale_by_muon", "count"),
+        ("scale_by_galore", "count"),
+        ("schedule_free_sgd", "step_count"),
+        ("sophia", "count"),
+    ],
+)
+def test_counters_saturate_at_int32_max(name, field):
+    case = CASES[name]
+    tx = case.make()
+    params = case.params(jnp.float32)
+    top = np.iinfo(np.int32).max
+    state = gradtx.tree.set(tx.init(params), **{field: jnp.int32(top)})
+    (g,) = case.grads(1, jnp.float32)
+    updates, state = tx.update(g, state, params, **dict(case.extra))
+    found = gradtx.tree.get_all_with_path(state, field)
+    assert found
+    assert all(int(v) == top for _, v in found)
+    chex.assert_tree_all_finite(updates)
