@@ -65,7 +65,7 @@ def test_galore_matches_optax(kw, standard_promotion):
         gradtx.galore(0.05, **kw),
         optax.contrib.galore(0.05, **kw),
         make_params(),
-        make_grads(8),
+        make_grads(5),
     )
 
 
@@ -216,7 +216,7 @@ def _per_example(n_steps, batch=4, seed=5):
 def test_dp_aggregate_matches_reference(jit):
     tx = contrib.differentially_private_aggregate(1.5, 0.7, key=3)
     ref = DpAggregate(1.5, 0.7, jax.random.key(3))
-    run_reference(tx, ref, make_params(), _per_example(5), jit)
+    run_reference(tx, ref, make_params(), _per_example(3), jit)
 
 
 @pytest.mark.parametrize("kw", [{}, {"momentum": 0.9, "nesterov": True}])
@@ -226,12 +226,12 @@ def test_dpsgd_matches_reference_and_optax(kw, jit, standard_promotion):
         contrib.dpsgd(*args, **kw),
         dpsgd(*args, **kw),
         make_params(),
-        _per_example(5),
+        _per_example(3),
         jit,
     )
     with pytest.warns(DeprecationWarning, match="seed"):  # optax's dpsgd uses it
         otx = optax.contrib.dpsgd(*args, **kw)
-    run_both(contrib.dpsgd(*args, **kw), otx, make_params(), _per_example(5))
+    run_both(contrib.dpsgd(*args, **kw), otx, make_params(), _per_example(3))
 
 
 def test_dp_aggregate_clips_zero_and_huge_examples():
