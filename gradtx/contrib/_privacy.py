@@ -62,7 +62,7 @@ def differentially_private_aggregate(
 
     Example:
         >>> import gradtx, jax.numpy as jnp
-        >>> tx = gradtx.differentially_private_aggregate(1.0, 0.0, key=0)
+        >>> tx = gradtx.contrib.differentially_private_aggregate(1.0, 0.0, key=0)
         >>> per_example = jnp.array([[3.0, 4.0], [0.3, 0.4]])
         >>> [round(float(x), 4) for x in tx.update(per_example, tx.init(None))[0]]
         [0.45, 0.6]
@@ -131,7 +131,7 @@ def dpsgd(
 
     Example:
         >>> import gradtx, jax.numpy as jnp
-        >>> tx = gradtx.dpsgd(0.1, l2_norm_clip=1.0, noise_multiplier=0.0, seed=0)
+        >>> tx = gradtx.contrib.dpsgd(0.1, 1.0, noise_multiplier=0.0, seed=0)
         >>> per_example = jnp.array([[3.0, 4.0], [0.3, 0.4]])
         >>> tx.update(per_example, tx.init(jnp.zeros(2)))[0]
         Array([-0.045, -0.06 ], dtype=float32)

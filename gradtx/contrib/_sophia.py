@@ -236,8 +236,8 @@ def sophia(
         HyperparameterError: If a concrete hyperparameter is out of range.
 
     Example:
-        >>> import gradtx, jax.numpy as jnp
-        >>> tx = gradtx.sophia(0.1, weight_decay=0.0)
+        >>> import gradtx, jax, jax.numpy as jnp
+        >>> tx = gradtx.contrib.sophia(0.1, weight_decay=0.0)
         >>> p = jnp.ones(2)
         >>> f = lambda x: jnp.sum(x**2)
         >>> tx.update(jax.grad(f)(p), tx.init(p), p, obj_fn=f)[0]
