@@ -2,7 +2,8 @@
 """The registry's shared checks, for this area's names that are not in the registry.
 
 Dtypes kept (f32, bf16, f16), state avals stable, finite, no retrace on the second
-jitted step, init under `jax.eval_shape`, unknown update arguments ignored.
+jitted step, init under `jax.eval_shape`, unknown update arguments ignored, counters
+that saturate, and a bitwise checkpoint round trip.
 """
 
 from __future__ import annotations
@@ -179,3 +180,39 @@ def test_counters_saturate_at_int32_max(name, field):
     assert found
     assert all(int(v) == top for _, v in found)
     chex.assert_tree_all_finite(updates)
+
+
+def _save_and_restore(state: Any, path: Any) -> Any:
+    """Every leaf through a `.npz` file (keys as raw data), rebuilt on the treedef."""
+    leaves, treedef = jax.tree.flatten(state)
+    is_key = [jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) for x in leaves]
+    raw = [
+        jax.random.key_data(x) if k else x for x, k in zip(leaves, is_key, strict=True)
+    ]
+    np.savez(path, *[np.asarray(x) for x in raw])
+    with np.load(path) as f:
+        back = [f[f"arr_{i}"] for i in range(len(raw))]
+    back = [jax.random.wrap_key_data(b) if k else jnp.asarray(b)
+            for b, k in zip(back, is_key, strict=True)]  # fmt: skip
+    return treedef.unflatten(back)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_checkpoint_round_trip_is_bitwise(name, tmp_path):
+    case = CASES[name]
+    tx = case.make()
+    step = _step(case, tx, [])
+    params = case.params(jnp.float32)
+    grads = case.grads(4, jnp.float32)
+    state = tx.init(params)
+    for g in grads[:2]:
+        params, state, _ = step(params, state, g)
+    restored = _save_and_restore(state, tmp_path / "state.npz")
+    assert avals(restored) == avals(state)
+    a, b = (params, state), (params, restored)
+    for g in grads[2:]:
+        a = step(a[0], a[1], g)[:2]
+        b = step(b[0], b[1], g)[:2]
+    flat = lambda t: [jax.random.key_data(x) if jax.dtypes.issubdtype(
+        x.dtype, jax.dtypes.prng_key) else x for x in jax.tree.leaves(t)]  # fmt: skip
+    chex.assert_trees_all_equal(flat(a), flat(b))
