@@ -310,6 +310,31 @@ from gradtx.contrib._pf_momo import MomoAdamState, MomoState, momo, momo_adam
 
 # --- contrib: galore, muon, sam, schedule-free, sophia, dp, lookahead (begin) ---
 # isort: split
+from gradtx.contrib._complex import (
+    SplitRealAndImaginaryState,
+    split_real_and_imaginary,
+)
+from gradtx.contrib._galore import (
+    GaLoreDimensionNumbers,
+    GaLoreState,
+    galore,
+    scale_by_galore,
+)
+from gradtx.contrib._muon import MuonDimensionNumbers, MuonState, muon, scale_by_muon
+from gradtx.contrib._sam import NormalizeState, SAMState, normalize, sam
+from gradtx.contrib._schedule_free import (
+    ScheduleFreeState,
+    schedule_free,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
+from gradtx.contrib._sophia import (
+    HutchinsonState,
+    SophiaState,
+    hutchinson_estimator_diag_hessian,
+)
+from gradtx.wrappers._lookahead import LookaheadParams, LookaheadState, lookahead
 
 # --- contrib: galore, muon, sam, schedule-free, sophia, dp, lookahead (end) ---
 
