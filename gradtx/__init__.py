@@ -321,6 +321,11 @@ from gradtx.contrib._galore import (
     scale_by_galore,
 )
 from gradtx.contrib._muon import MuonDimensionNumbers, MuonState, muon, scale_by_muon
+from gradtx.contrib._privacy import (
+    DifferentiallyPrivateAggregateState,
+    differentially_private_aggregate,
+    dpsgd,
+)
 from gradtx.contrib._sam import NormalizeState, SAMState, normalize, sam
 from gradtx.contrib._schedule_free import (
     ScheduleFreeState,
@@ -333,6 +338,7 @@ from gradtx.contrib._sophia import (
     HutchinsonState,
     SophiaState,
     hutchinson_estimator_diag_hessian,
+    sophia,
 )
 from gradtx.wrappers._lookahead import LookaheadParams, LookaheadState, lookahead
 

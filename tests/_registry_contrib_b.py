@@ -31,6 +31,10 @@ NOT_IN_REGISTRY = {
     "tests/test_contrib_b_misc.py",
     "galore": "chain around scale_by_galore; tests/test_contrib_b_misc.py",
     "hutchinson_estimator_diag_hessian": "needs obj_fn=; tests/test_contrib_b_misc.py",
+    "sophia": "needs obj_fn=; tests/test_contrib_b_misc.py",
+    "dpsgd": "per-example gradients in; tests/test_contrib_b_misc.py",
+    "differentially_private_aggregate": "per-example gradients in; "
+    "tests/test_contrib_b_misc.py",
     "split_real_and_imaginary": "complex params, wraps an optimizer; "
     "tests/test_contrib_b_misc.py",
 }

@@ -8,6 +8,7 @@ the `standard_promotion` fixture.
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import chex
 import jax
@@ -33,9 +34,14 @@ ALLOWED_EXTRA = merged("ALLOWED_EXTRA", ALLOWED_EXTRA)
 
 
 def optax_function(name):
-    """`optax.<name>`, or `optax.contrib.<name>` for the contrib optimizers."""
-    found = getattr(optax, name, None)
-    return found if callable(found) else getattr(optax.contrib, name, None)
+    """`optax.contrib.<name>`, else `optax.<name>` (not its deprecated aliases)."""
+    found = getattr(optax.contrib, name, None)
+    if callable(found):
+        return found
+    with warnings.catch_warnings():
+        # optax keeps deprecated top-level aliases of contrib names (dpsgd).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return getattr(optax, name, None)
 
 
 def _shared_functions():
@@ -54,6 +60,10 @@ def _shared_functions():
 def _same_default(a, b):
     if a is b or a == b:
         return True
+    if isinstance(a, tuple) and isinstance(b, tuple) and hasattr(a, "init"):
+        # A default transformation (sophia's hessian_diagonal_fn): the same factory.
+        factory = lambda t: t.init.__qualname__.split(".<locals>")[0]
+        return factory(a) == factory(b)
     if callable(a) and callable(b):
         # A default function (adafactor's decay_rate_fn, adopt's clip_value_fn)
         # cannot be optax's object: the same name, or the same values at a few steps.

@@ -1,14 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The optax.contrib names, re-exported from where they live."""
+"""The optax.contrib names, re-exported from where they live (also as `gradtx.X`)."""
 
-from gradtx.wrappers._plateau import ReduceLROnPlateauState, reduce_on_plateau
-
-__all__ = ["ReduceLROnPlateauState", "reduce_on_plateau"]
-
-# Each block below imports its names and extends `__all__` with them.
-
-# --- contrib: parameter-free and Adam variants (begin) ---
-# isort: split
 from gradtx.contrib._adam_variants import (
     ScaleByAdemamixState,
     ScaleBySimplifiedAdEMAMixState,
@@ -23,6 +15,17 @@ from gradtx.contrib._adam_variants_async import (
     scale_by_acprop,
     scale_by_adopt,
 )
+from gradtx.contrib._complex import (
+    SplitRealAndImaginaryState,
+    split_real_and_imaginary,
+)
+from gradtx.contrib._galore import (
+    GaLoreDimensionNumbers,
+    GaLoreState,
+    galore,
+    scale_by_galore,
+)
+from gradtx.contrib._muon import MuonDimensionNumbers, MuonState, muon, scale_by_muon
 from gradtx.contrib._pf_cocob_madgrad import (
     COCOBState,
     MadgradState,
@@ -40,55 +43,6 @@ from gradtx.contrib._pf_dadapt import (
 from gradtx.contrib._pf_dog import DoGState, DoWGState, dog, dowg
 from gradtx.contrib._pf_mechanic import MechanicState, mechanize
 from gradtx.contrib._pf_momo import MomoAdamState, MomoState, momo, momo_adam
-
-__all__ += [
-    "COCOBState",
-    "DAdaptAdamWState",
-    "DoGState",
-    "DoWGState",
-    "MadgradState",
-    "MechanicState",
-    "MomoAdamState",
-    "MomoState",
-    "ProdigyState",
-    "ScaleByAdemamixState",
-    "ScaleBySimplifiedAdEMAMixState",
-    "acprop",
-    "ademamix",
-    "adopt",
-    "cocob",
-    "dadapt_adamw",
-    "dog",
-    "dowg",
-    "madgrad",
-    "mechanize",
-    "momo",
-    "momo_adam",
-    "prodigy",
-    "scale_by_acprop",
-    "scale_by_ademamix",
-    "scale_by_adopt",
-    "scale_by_cocob",
-    "scale_by_madgrad",
-    "scale_by_simplified_ademamix",
-    "simplified_ademamix",
-]
-
-# --- contrib: parameter-free and Adam variants (end) ---
-
-# --- contrib: galore, muon, sam, schedule-free, sophia, dp, lookahead (begin) ---
-# isort: split
-from gradtx.contrib._complex import (
-    SplitRealAndImaginaryState,
-    split_real_and_imaginary,
-)
-from gradtx.contrib._galore import (
-    GaLoreDimensionNumbers,
-    GaLoreState,
-    galore,
-    scale_by_galore,
-)
-from gradtx.contrib._muon import MuonDimensionNumbers, MuonState, muon, scale_by_muon
 from gradtx.contrib._privacy import (
     DifferentiallyPrivateAggregateState,
     differentially_private_aggregate,
@@ -108,34 +62,65 @@ from gradtx.contrib._sophia import (
     hutchinson_estimator_diag_hessian,
     sophia,
 )
+from gradtx.wrappers._plateau import ReduceLROnPlateauState, reduce_on_plateau
 
-__all__ += [
+__all__ = [
+    "COCOBState",
+    "DAdaptAdamWState",
     "DifferentiallyPrivateAggregateState",
+    "DoGState",
+    "DoWGState",
     "GaLoreDimensionNumbers",
     "GaLoreState",
     "HutchinsonState",
+    "MadgradState",
+    "MechanicState",
+    "MomoAdamState",
+    "MomoState",
     "MuonDimensionNumbers",
     "MuonState",
     "NormalizeState",
+    "ProdigyState",
+    "ReduceLROnPlateauState",
     "SAMState",
+    "ScaleByAdemamixState",
+    "ScaleBySimplifiedAdEMAMixState",
     "ScheduleFreeState",
     "SophiaState",
     "SplitRealAndImaginaryState",
+    "acprop",
+    "ademamix",
+    "adopt",
+    "cocob",
+    "dadapt_adamw",
     "differentially_private_aggregate",
+    "dog",
+    "dowg",
     "dpsgd",
     "galore",
     "hutchinson_estimator_diag_hessian",
+    "madgrad",
+    "mechanize",
+    "momo",
+    "momo_adam",
     "muon",
     "normalize",
+    "prodigy",
+    "reduce_on_plateau",
     "sam",
+    "scale_by_acprop",
+    "scale_by_ademamix",
+    "scale_by_adopt",
+    "scale_by_cocob",
     "scale_by_galore",
+    "scale_by_madgrad",
     "scale_by_muon",
+    "scale_by_simplified_ademamix",
     "schedule_free",
     "schedule_free_adamw",
     "schedule_free_eval_params",
     "schedule_free_sgd",
+    "simplified_ademamix",
     "sophia",
     "split_real_and_imaginary",
 ]
-
-# --- contrib: galore, muon, sam, schedule-free, sophia, dp, lookahead (end) ---
