@@ -253,3 +253,28 @@ def problem(name: str, xp: Any, dtype: Any) -> tuple[Callable[..., Any], Tree]:
 
 
 PROBLEMS = ("quadratic", "rosenbrock", "logistic")
+
+
+def trajectory(lib: Any, tx: Any, name: str, use_jit: bool, steps: int, *, reuse: bool):
+    """`[(params, state)]` after each of `steps` updates of `tx` (gradtx or optax).
+
+    `reuse`: take the value and gradient from the state with the library's
+    `value_and_grad_from_state` (else `jax.value_and_grad`).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    f, w = problem(name, jnp, jnp.float32)
+    vg = lib.value_and_grad_from_state(f) if reuse else None
+
+    def step(w, state):
+        v, g = vg(w, state=state) if reuse else jax.value_and_grad(f)(w)
+        u, state = tx.update(g, state, w, value=v, grad=g, value_fn=f)
+        return lib.apply_updates(w, u), state
+
+    step = jax.jit(step) if use_jit else step
+    state, out = tx.init(w), []
+    for _ in range(steps):
+        w, state = step(w, state)
+        out.append((w, state))
+    return out
