@@ -231,3 +231,27 @@ def test_value_and_grad_from_state_needs_a_stored_grad():
     w = jnp.ones(2)
     with pytest.raises(ValueError, match="store_grad=True"):
         gradtx.value_and_grad_from_state(lambda w: jnp.sum(w))(w, state=tx.init(w))
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        (gradtx.scale_by_backtracking_linesearch(3, verbose=True), "no stepsize"),
+        (gradtx.scale_by_zoom_linesearch(4, verbose=True), "search failed"),
+    ],
+    ids=["backtracking", "zoom"],
+)
+def test_verbose_search_reports_its_failure_under_jit(search, message, capfd):
+    f = lambda w: jnp.sum(w**2)
+    tx = gradtx.chain(gradtx.scale(1.0), search)  # an ascent direction: fails
+    w = jnp.array([1.0, -2.0])
+
+    @jax.jit
+    def step(w, state):
+        v, g = jax.value_and_grad(f)(w)
+        return tx.update(g, state, w, value=v, grad=g, value_fn=f)
+
+    _, state = step(w, tx.init(w))
+    jax.effects_barrier()
+    assert message in capfd.readouterr().out
+    assert float(state[1].info.decrease_error) > 0.0

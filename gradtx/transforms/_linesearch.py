@@ -263,9 +263,11 @@ def value_and_grad_from_state(
         >>> f = lambda w: jnp.sum(w**2)
         >>> tx = gradtx.lbfgs()
         >>> w = jnp.array([1.0, 2.0]); state = tx.init(w)
-        >>> v, g = gradtx.value_and_grad_from_state(f)(w, state=state)
+        >>> value_and_grad = gradtx.value_and_grad_from_state(f)
+        >>> v, g = value_and_grad(w, state=state)  # computed: state value is inf
         >>> u, state = tx.update(g, state, w, value=v, grad=g, value_fn=f)
-        >>> float(gradtx.tree.get(state, "value")) == float(f(w + u))
+        >>> v2, g2 = value_and_grad(w + u, state=state)  # read from the state
+        >>> bool(v2 == gradtx.tree.get(state, "value")) and float(v2) < float(v)
         True
     """
 
