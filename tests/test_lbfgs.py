@@ -222,7 +222,7 @@ def test_lbfgs_reaches_the_rosenbrock_minimum():
         w, state = step(w, state)
         steps += 1
     assert float(jnp.max(jnp.abs(w - 1.0))) < 1e-5, (steps, w)
-    assert steps <= 60, steps
+    assert steps <= 60, steps  # 36 measured (float32, jit, CPU)
 
 
 def test_lbfgs_state_keeps_structure_and_dtypes_in_scan():
