@@ -262,6 +262,21 @@ from gradtx.transforms._geometry_steps import (
 
 # --- catalogue: L-BFGS, line searches, Polyak (begin) ---
 # isort: split
+from gradtx.optimizers._lbfgs import lbfgs
+from gradtx.optimizers._polyak import polyak_sgd
+from gradtx.transforms._lbfgs import ScaleByLBFGSState, scale_by_lbfgs
+from gradtx.transforms._linesearch import (
+    BacktrackingLinesearchInfo,
+    ScaleByBacktrackingLinesearchState,
+    scale_by_backtracking_linesearch,
+    value_and_grad_from_state,
+)
+from gradtx.transforms._linesearch_zoom import (
+    ScaleByZoomLinesearchState,
+    ZoomLinesearchInfo,
+    scale_by_zoom_linesearch,
+)
+from gradtx.transforms._polyak import scale_by_polyak
 
 # --- catalogue: L-BFGS, line searches, Polyak (end) ---
 
