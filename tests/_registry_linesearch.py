@@ -26,8 +26,3 @@ NOT_IN_REGISTRY = {
 }
 
 # Defaults that cannot compare equal to optax's objects, for the signature test.
-DEFAULT_DIFFERS = {
-    ("lbfgs", "linesearch"): "gradtx's own scale_by_zoom_linesearch with optax's "
-    "default arguments (max_linesearch_steps=20, initial_guess_strategy='one'); "
-    "its numbers are compared with optax's default in tests/test_lbfgs.py",
-}
