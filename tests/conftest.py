@@ -1,8 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """Test configuration: strict dtype and rank promotion, restored after each session."""
 
+import os
+
 import jax
 import pytest
+
+# Modules of tests/ that are not test modules but that `--doctest-modules` would import:
+# the torch trajectory generator needs torch; the 8-device checks run in their own
+# process, started by tests/test_sharding.py with XLA_FLAGS set before JAX is imported.
+collect_ignore = ["make_torch_trajectories.py"]
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    collect_ignore_glob = ["multidevice/*"]
 
 # Strict promotion catches any implicit dtype mixing inside gradtx (DESIGN.md §4).
 jax.config.update("jax_numpy_dtype_promotion", "strict")
