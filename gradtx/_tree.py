@@ -8,7 +8,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.experimental.shard_alike import shard_alike
+
+try:
+    from jax.experimental.shard_alike import shard_alike
+except ImportError:  # JAX 0.11 removed it; Explicit meshes carry shardings in types
+    shard_alike = None
 
 from gradtx import _numerics
 from gradtx._errors import MissingParamsError, TreeMismatchError
@@ -26,7 +30,11 @@ def filled(x: Any, value: Any, dtype: Any) -> jax.Array:
     device there is nothing to place, and the tie is left out of the program.
     """
     out = jnp.full_like(x, value, dtype=dtype)
-    if isinstance(x, jax.core.Tracer) and jax.device_count() > 1:
+    if (
+        shard_alike is not None
+        and isinstance(x, jax.core.Tracer)
+        and jax.device_count() > 1
+    ):
         out = shard_alike(x, out)[1]
     return out
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-from jax.experimental.shard_alike import shard_alike
 from jax.sharding import Mesh, NamedSharding
 
 from gradtx._base import GradientTransformation, with_extra_args_support
 from gradtx._errors import HyperparameterError
+from gradtx._tree import shard_alike
 from gradtx.sharding import _place
 
 
@@ -107,6 +107,8 @@ def zero1(
         if explicit:
             spec = jax.typeof(old).sharding.spec
             return jax.sharding.reshard(new, NamedSharding(mesh, spec))
+        if shard_alike is None:  # JAX 0.11+: sharding propagation places it
+            return new
         return shard_alike(old, new)[1]
 
     return GradientTransformation(init, update)
