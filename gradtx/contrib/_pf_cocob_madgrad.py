@@ -78,7 +78,7 @@ def scale_by_cocob(
             init_particles=params,
             cumulative_gradients=pf.zeros_moments(params),
             scale=jax.tree.map(
-                lambda x: jnp.full(jnp.shape(x), eps, pf.moments_dtype(x)), params
+                lambda x: _tree.filled(x, eps, pf.moments_dtype(x)), params
             ),
             subgradients=pf.zeros_moments(params),
             reward=pf.zeros_moments(params),

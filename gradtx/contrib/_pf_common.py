@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx import _numerics
+from gradtx import _numerics, _tree
 
 
 def scalar_dtype(params: Any) -> Any:
@@ -40,7 +40,7 @@ def moments_dtype(x: Any) -> Any:
 
 def zeros_moments(params: Any) -> Any:
     """Zero moments shaped like `params`, stored in `moments_dtype`."""
-    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), moments_dtype(x)), params)
+    return jax.tree.map(lambda x: _tree.filled(x, 0, moments_dtype(x)), params)
 
 
 def reduce_sum(fn: Callable[..., jax.Array], dtype: Any, *trees: Any) -> jax.Array:
