@@ -93,8 +93,10 @@ def zero1(
         return shard(inner.init(params))
 
     def update(updates, state, params=None, **extra_args):
+        # The inner step runs on the shards: gradients and params are laid out like
+        # the state they meet, so every elementwise op sees one sharding.
         new_updates, new_state = inner.update(
-            updates, shard(state), params, **extra_args
+            shard(updates), shard(state), shard(params), **extra_args
         )
         return jax.tree.map(gathered, new_updates, updates), shard(new_state)
 

@@ -92,8 +92,10 @@ def unitwise_clip(
     n = jnp.asarray(g_norm).astype(x.dtype)
     m = jnp.asarray(max_norm).astype(x.dtype)
     floor = _numerics.like(_numerics.hparam(div_eps), x)
-    clipped = x * (m / jnp.maximum(n, floor))
-    return jnp.where(n < m, x, clipped).astype(grad.dtype)
+    # The factor, not the clipped values, is selected: the norms may be laid out
+    # differently from `grad` (ZeRO-1 shards `grad`), and x * 1 is exactly x.
+    factor = jnp.where(n < m, jnp.ones_like(n), m / jnp.maximum(n, floor))
+    return (x * factor).astype(grad.dtype)
 
 
 def adaptive_grad_clip(
