@@ -1,7 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Mixed precision and memory: loss scaling and the optimizer-state memory planner.
+"""Mixed precision and memory.
+
+Loss scaling, state dtypes, master weights, stochastic rounding, 8-bit block-quantized
+states and the optimizer-state memory planner.
 
 The public names live flat in `gradtx` (`gradtx.with_loss_scaling`,
-`gradtx.scale_loss`, `gradtx.loss_scale`, `gradtx.LossScaleState`,
-`gradtx.state_bytes`, `gradtx.StateBytes`); this package only holds their modules.
+`gradtx.scale_loss`, `gradtx.loss_scale`, `gradtx.with_state_dtypes`,
+`gradtx.master_weights`, `gradtx.apply_updates_stochastic`, `gradtx.quantize_state`,
+`gradtx.dequantize_state`, `gradtx.state_bytes`, ...); this package only holds their
+modules.
 """
