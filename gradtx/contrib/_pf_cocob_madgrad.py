@@ -77,9 +77,7 @@ def scale_by_cocob(
         return COCOBState(
             init_particles=params,
             cumulative_gradients=pf.zeros_moments(params),
-            scale=jax.tree.map(
-                lambda x: _tree.filled(x, eps, pf.moments_dtype(x)), params
-            ),
+            scale=_tree.squares_like(params, eps),
             subgradients=pf.zeros_moments(params),
             reward=pf.zeros_moments(params),
         )

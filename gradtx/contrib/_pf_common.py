@@ -29,18 +29,14 @@ def scalar_dtype(params: Any) -> Any:
     return min(dtypes, key=lambda d: jnp.dtype(d).itemsize)
 
 
-def moments_dtype(x: Any) -> Any:
-    """Storage dtype of a moment leaf: the param's, but float32 for float16.
-
-    float16 cannot hold the products these methods store (`1e-6 * g` or its square
-    underflows to 0), which would turn the next denominator into `eps` alone.
-    """
-    return jnp.float32 if x.dtype == jnp.float16 else x.dtype
-
-
 def zeros_moments(params: Any) -> Any:
-    """Zero moments shaped like `params`, stored in `moments_dtype`."""
-    return jax.tree.map(lambda x: _tree.filled(x, 0, moments_dtype(x)), params)
+    """Zero moments shaped like `params`: the param's dtype, float32 for float16.
+
+    The storage rule of squared-gradient state (`_tree.squares_like`): float16 cannot
+    hold the products these methods store (`1e-6 * g` or its square underflows to 0),
+    which would turn the next denominator into `eps` alone.
+    """
+    return _tree.squares_like(params)
 
 
 def reduce_sum(fn: Callable[..., jax.Array], dtype: Any, *trees: Any) -> jax.Array:
