@@ -39,6 +39,88 @@ def filled(x: Any, value: Any, dtype: Any) -> jax.Array:
     return out
 
 
+def filled_reduced(x: Any, axis: int | None, value: Any, dtype: Any) -> jax.Array:
+    """`value` in the shape of leaf `x` without `axis`, placed like a sum over it.
+
+    `axis=None` removes every dim: a scalar, replicated on `x`'s mesh.
+
+    For row and column statistics (Adafactor's factored second moment): the new
+    leaf gets the sharding that `jnp.sum(x, axis)` has, the param's spec without
+    the reduced dimension, so the state created by `init` has the same type as the
+    one `update` computes. Concrete arrays and `jax.ShapeDtypeStruct`s lend their
+    `NamedSharding` directly; a traced `x` is reduced (a sum of zeros, which XLA
+    folds) so that the same sharding rule applies under `jit`.
+    """
+    gone = range(len(x.shape)) if axis is None else (axis,)
+    shape = tuple(n for i, n in enumerate(x.shape) if i not in gone)
+    if isinstance(x, jax.core.Tracer):
+        if jax.device_count() == 1:
+            return jnp.full(shape, value, dtype)
+        return jnp.sum(filled(x, 0, dtype), axis=axis) + jnp.asarray(value, dtype)
+    sharding = getattr(x, "sharding", None)
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        spec = tuple(sharding.spec) + (None,) * (len(x.shape) - len(sharding.spec))
+        kept = jax.sharding.PartitionSpec(
+            *(s for i, s in enumerate(spec) if i not in gone)
+        )
+        sharding = jax.sharding.NamedSharding(
+            sharding.mesh, kept, memory_kind=sharding.memory_kind
+        )
+        return jnp.full(shape, value, dtype, device=sharding)
+    if sharding is not None and len(sharding.device_set) == 1:
+        return jnp.full(shape, value, dtype, device=sharding)
+    return jnp.full(shape, value, dtype)
+
+
+def match_reduced(x: jax.Array, ref: jax.Array, axis: int) -> jax.Array:
+    """`x` (shaped like `ref` without `axis`) laid out like `ref` without `axis`.
+
+    On a mesh with Explicit axes a statistic and the leaf it scales must agree on
+    the mesh axes of their shared dims, or their product is an illegal sharding;
+    the state may be laid out otherwise (`zero1` splits every leaf along its own
+    first dim). Without Explicit mesh axes in `ref`'s type this is the identity.
+    """
+    sharding, own = jax.typeof(ref).sharding, jax.typeof(x).sharding
+    spec = tuple(getattr(sharding, "spec", None) or ())
+    if not any(e is not None for e in (*spec, *(getattr(own, "spec", None) or ()))):
+        return x
+    spec = spec + (None,) * (ref.ndim - len(spec))
+    kept = jax.sharding.PartitionSpec(*(s for i, s in enumerate(spec) if i != axis))
+    return jax.sharding.reshard(x, jax.sharding.NamedSharding(sharding.mesh, kept))
+
+
+def explicit_sharding(x: Any) -> Any:
+    """`x`'s `NamedSharding` if its type names Explicit mesh axes, else None.
+
+    The `out_sharding` to ask of an operation whose result should be laid out like
+    `x` (a product contracting a sharded dim is ambiguous on an Explicit mesh).
+    """
+    sharding = jax.typeof(x).sharding
+    spec = tuple(getattr(sharding, "spec", None) or ())
+    return sharding if any(entry is not None for entry in spec) else None
+
+
+def replicated(x: jax.Array) -> jax.Array:
+    """`x` whole on every device of the mesh it lives on (unchanged off a mesh).
+
+    Small state computed from sharded leaves (a Gram matrix, its eigenbasis) is
+    kept replicated, so that its layout does not depend on how the partitioner
+    happened to split the product: `jax.sharding.reshard` for Explicit mesh axes,
+    a sharding constraint for Auto ones (the mesh of `x`, or the one set with
+    `jax.set_mesh`).
+    """
+    rep = jax.sharding.PartitionSpec()
+    sharding = explicit_sharding(x)
+    if sharding is not None:
+        return jax.sharding.reshard(x, jax.sharding.NamedSharding(sharding.mesh, rep))
+    mesh = getattr(getattr(x, "sharding", None), "mesh", None)
+    if isinstance(x, jax.core.Tracer) or mesh is None:
+        mesh = jax.sharding.get_abstract_mesh()
+    if mesh is None or mesh.empty or mesh.size == 1:
+        return x
+    return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, rep))
+
+
 def zeros_like(tree: Any, dtype: Any = None) -> Any:
     """Zeros shaped like each leaf of `tree`, in `dtype` or the leaf's own dtype."""
     return jax.tree.map(lambda x: filled(x, 0, dtype or x.dtype), tree)

@@ -15,12 +15,13 @@ import pathlib
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _registry import BY_ID, make_grads, make_params, to_f64
+from _registry import BY_ID, REGISTRY, make_grads, make_params, step_fn, to_f64
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -162,6 +163,39 @@ def test_wrapped_init_works_under_eval_shape_and_on_shape_structs(wrap):
         assert jax.tree.map(lambda x: (x.shape, x.dtype), abstract) == jax.tree.map(
             lambda x: (x.shape, x.dtype), concrete
         )
+
+
+def _same(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.id) for e in REGISTRY])
+def test_init_on_shape_structs_gives_a_state_the_first_update_completes(entry):
+    # C8: `init` on ShapeDtypeStructs returns arrays, never the structs. A state
+    # that depends on the param values (the starting point of DoG, COCOB, MADGRAD,
+    # Prodigy...) holds placeholders until the first update, which takes them from
+    # the params: from then on it is the state of an `init` on the values.
+    tx = entry.make()
+    params, grads = make_params(), make_grads(2)
+    structs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    concrete, abstract = tx.init(params), tx.init(structs)
+    for leaf in jax.tree.leaves(abstract):
+        assert isinstance(leaf, jax.Array), type(leaf)
+    assert jax.tree.structure(abstract) == jax.tree.structure(concrete)
+    for a, b in zip(jax.tree.leaves(abstract), jax.tree.leaves(concrete), strict=True):
+        assert (a.shape, a.dtype) == (b.shape, b.dtype)
+    pairs = zip(jax.tree.leaves(abstract), jax.tree.leaves(concrete), strict=True)
+    if all(_same(a, b) for a, b in pairs):
+        return
+    step = jax.jit(step_fn(tx))
+    runs = []
+    for state in (concrete, abstract):
+        p = params
+        for g in grads:
+            p, state, _ = step(p, state, g)
+        runs.append((p, state))
+    chex.assert_trees_all_close(runs[1], runs[0], rtol=1e-6, atol=1e-7)
 
 
 def test_init_on_shape_structs_creates_state_with_their_sharding():

@@ -75,7 +75,7 @@ def scale_by_cocob(
     def init(params):
         # Accumulators use float32 for float16 params: eps=1e-8 is 0 in float16.
         return COCOBState(
-            init_particles=params,
+            init_particles=pf.initial_point(params),
             cumulative_gradients=pf.zeros_moments(params),
             scale=_tree.squares_like(params, eps),
             subgradients=pf.zeros_moments(params),
@@ -87,6 +87,7 @@ def scale_by_cocob(
         _tree.require_params(fn, params)
         _tree.check_structure(fn, state.scale, updates)
         halpha = _numerics.hparam(alpha)
+        particles = pf.known_point(state.init_particles, params)
 
         def leaf(g, p, p0, c, scale, sub, rew):
             cd = _numerics.leaf_dtype(g, p, scale)
@@ -106,14 +107,14 @@ def scale_by_cocob(
             leaf,
             updates,
             params,
-            state.init_particles,
+            particles,
             state.cumulative_gradients,
             state.scale,
             state.subgradients,
             state.reward,
         )
         u, c, scale, sub, rew = _tree.unzip(out, updates, 5)
-        return u, COCOBState(state.init_particles, c, scale, sub, rew)
+        return u, COCOBState(particles, c, scale, sub, rew)
 
     return GradientTransformation(init, update)
 
@@ -191,7 +192,7 @@ def scale_by_madgrad(
             count=jnp.zeros([], jnp.int32),
             grad_sum_sq=_tree.squares_like(params),
             s=pf.zeros_moments(params),
-            x0=params,
+            x0=pf.initial_point(params),
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -217,10 +218,11 @@ def scale_by_madgrad(
             u = (1 - r(hmom)) * z + r(hmom) * pc - pc
             return u.astype(g.dtype), gsq_store, s_store
 
-        out = jax.tree.map(leaf, updates, params, state.grad_sum_sq, state.s, state.x0)
+        x0 = pf.known_point(state.x0, params)
+        out = jax.tree.map(leaf, updates, params, state.grad_sum_sq, state.s, x0)
         u, gsq, s = _tree.unzip(out, updates, 3)
         count = _numerics.safe_int32_increment(state.count)
-        return u, MadgradState(count=count, grad_sum_sq=gsq, s=s, x0=state.x0)
+        return u, MadgradState(count=count, grad_sum_sq=gsq, s=s, x0=x0)
 
     return GradientTransformation(init, update)
 

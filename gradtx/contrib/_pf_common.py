@@ -39,6 +39,48 @@ def zeros_moments(params: Any) -> Any:
     return _tree.squares_like(params)
 
 
+def initial_point(params: Any, dtype: Any = None) -> Any:
+    """The params as an optimizer's stored starting point `x0`.
+
+    A `jax.ShapeDtypeStruct` leaf has no values yet (an `init` from shapes, to build
+    the state directly on a mesh): its `x0` is a NaN placeholder laid out like the
+    param, which `known_point` replaces by the params of the first update.
+    """
+
+    def leaf(p):
+        own = dtype or p.dtype
+        if isinstance(p, jax.ShapeDtypeStruct):
+            return _tree.filled(p, jnp.nan, own)
+        return p if dtype is None else p.astype(own)
+
+    return jax.tree.map(leaf, params)
+
+
+def known_point(x0: Any, params: Any) -> Any:
+    """`x0` with `initial_point`'s placeholders taken from the current params.
+
+    After an `init` on values this changes nothing (a NaN param stays NaN); after
+    an `init` on shapes, the first update's params become the starting point.
+    """
+    return jax.tree.map(
+        lambda a, p: jnp.where(jnp.isnan(a), p.astype(a.dtype), a), x0, params
+    )
+
+
+def abstract(params: Any) -> bool:
+    """Whether any leaf is a `jax.ShapeDtypeStruct` (an `init` from shapes)."""
+    return any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params))
+
+
+def known_scalar(value: jax.Array, compute: Callable[[], jax.Array]) -> jax.Array:
+    """A scalar that `init` could not compute from shapes (NaN), computed now.
+
+    `lax.cond` runs `compute` (a reduction over the params) only while the value
+    is still the placeholder, so later steps pay nothing for it.
+    """
+    return jax.lax.cond(jnp.isnan(value), compute, lambda: value)
+
+
 def reduce_sum(fn: Callable[..., jax.Array], dtype: Any, *trees: Any) -> jax.Array:
     """`sum(fn(*leaves))` over the leaves (in compute dtype), summed in `dtype`."""
     total = jnp.zeros((), dtype)

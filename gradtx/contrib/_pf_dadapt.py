@@ -232,7 +232,8 @@ def prodigy(
     def init(params):
         dtype = pf.scalar_dtype(params)
         m, v, s, d, num = _first(params, dtype, estim_lr0)
-        return ProdigyState(m, v, s, params, d, num, jnp.zeros([], jnp.int32))
+        x0 = pf.initial_point(params)
+        return ProdigyState(m, v, s, x0, d, num, jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
@@ -245,8 +246,9 @@ def prodigy(
         b3 = jnp.sqrt(b2) if beta3 is None else pf.scalar(beta3, dtype)
         d, d0 = state.estim_lr, pf.scalar(estim_lr0, dtype)
         heps, coef = pf.scalar(eps, dtype), pf.scalar(estim_lr_coef, dtype)
+        params0 = pf.known_point(state.params0, params)
         acc = pf.reduce_sum(
-            lambda g, x0, x: g * (x0 - x), dtype, updates, state.params0, params
+            lambda g, x0, x: g * (x0 - x), dtype, updates, params0, params
         )
         s_weight = (d if safeguard_warmup else dlr) / d0
 
@@ -270,6 +272,6 @@ def prodigy(
         num = b3 * state.numerator_weighted + (d / d0) * dlr * acc
         # As in dadapt_adamw: no estimate (keep d) while every gradient was zero.
         d_new = jnp.maximum(d, coef * pf.safe_div(num, pf.l1(s, dtype)))
-        return u, ProdigyState(m, v, s, state.params0, d_new, num, count)
+        return u, ProdigyState(m, v, s, params0, d_new, num, count)
 
     return GradientTransformation(init, update)

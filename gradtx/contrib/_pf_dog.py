@@ -62,23 +62,33 @@ def _scale_by_dog(init_step: tuple[str, Any], eps: Any) -> GradientTransformatio
         dtype = pf.scalar_dtype(params)
         if kind == "distance":
             r_eps = pf.scalar(value, dtype)
+        elif kind == "heuristic" and pf.abstract(params):
+            r_eps = jnp.full([], jnp.nan, dtype)  # known at the first update
         elif kind == "heuristic":
-            r_eps = pf.scalar(value, dtype) * (1 + jnp.sqrt(pf.sum_sq(params, dtype)))
+            r_eps = heuristic(params, dtype)
         else:
             r_eps = jnp.zeros([], dtype)
-        return DoGState(jnp.asarray(True), params, r_eps, jnp.zeros([], dtype))
+        x0 = pf.initial_point(params)
+        return DoGState(jnp.asarray(True), x0, r_eps, jnp.zeros([], dtype))
+
+    def heuristic(params, dtype):
+        return pf.scalar(value, dtype) * (1 + jnp.sqrt(pf.sum_sq(params, dtype)))
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
         _tree.require_params("dog", params)
         dtype = state.max_dist.dtype
-        dist = jnp.sqrt(pf.sum_sq_diff(state.init_params, params, dtype))
-        max_dist = jnp.maximum(state.max_dist, dist)
+        x0 = pf.known_point(state.init_params, params)
+        r_eps = state.max_dist
+        if kind == "heuristic":
+            r_eps = pf.known_scalar(r_eps, lambda: heuristic(x0, dtype))
+        dist = jnp.sqrt(pf.sum_sq_diff(x0, params, dtype))
+        max_dist = jnp.maximum(r_eps, dist)
         sum_sq = state.sum_sq_norm_grads + pf.sum_sq(updates, dtype)
         lr = max_dist / jnp.sqrt(sum_sq + pf.scalar(eps, dtype))
         if kind == "learning_rate":
             lr = jnp.where(state.is_init_step, pf.scalar(value, dtype), lr)
-        state = DoGState(jnp.asarray(False), state.init_params, max_dist, sum_sq)
+        state = DoGState(jnp.asarray(False), x0, max_dist, sum_sq)
         return _scale(updates, lr), state
 
     return GradientTransformation(init, update)
@@ -162,18 +172,18 @@ def _scale_by_dowg(init_estim_sq_dist: Any, eps: Any) -> GradientTransformation:
     def init(params):
         dtype = pf.scalar_dtype(params)
         r2 = eps if init_estim_sq_dist is None else init_estim_sq_dist
-        return DoWGState(params, jnp.zeros([], dtype), pf.scalar(r2, dtype))
+        x0 = pf.initial_point(params)
+        return DoWGState(x0, jnp.zeros([], dtype), pf.scalar(r2, dtype))
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
         _tree.require_params("dowg", params)
         dtype = state.estim_sq_dist.dtype
-        r2 = jnp.maximum(
-            state.estim_sq_dist, pf.sum_sq_diff(state.init_params, params, dtype)
-        )
+        x0 = pf.known_point(state.init_params, params)
+        r2 = jnp.maximum(state.estim_sq_dist, pf.sum_sq_diff(x0, params, dtype))
         weighted = state.weighted_sq_norm_grads + r2 * pf.sum_sq(updates, dtype)
         lr = r2 / (jnp.sqrt(weighted) + pf.scalar(eps, dtype))
-        return _scale(updates, lr), DoWGState(state.init_params, weighted, r2)
+        return _scale(updates, lr), DoWGState(x0, weighted, r2)
 
     return GradientTransformation(init, update)
 
@@ -272,24 +282,32 @@ def scale_by_distance_over_gradients(
 
     def init(params):
         def leaf(x):
-            xc = _numerics.up(x)
-            r = _numerics.like(_numerics.hparam(reps_rel), xc)
-            return r * (1 + jnp.sqrt(jnp.sum(xc * xc))), jnp.zeros((1,), xc.dtype)
+            cd = _numerics.compute_dtype(x.dtype)
+            if isinstance(x, jax.ShapeDtypeStruct):  # known at the first update
+                return _tree.filled_reduced(x, None, jnp.nan, cd), jnp.zeros((1,), cd)
+            return first_dist(x), jnp.zeros((1,), cd)
 
         out = jax.tree.map(leaf, params)
         dist, sos = _tree.unzip(out, params, 2)
-        x0 = jax.tree.map(lambda x: x.astype(param_dtype or x.dtype), params)
+        x0 = pf.initial_point(params, param_dtype)
         return ScaleByDistanceOverGradientsState(dist, sos, x0)
+
+    def first_dist(x):
+        xc = _numerics.up(x)
+        r = _numerics.like(_numerics.hparam(reps_rel), xc)
+        return r * (1 + jnp.sqrt(jnp.sum(xc * xc)))
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
         _tree.require_params(fn, params)
         _tree.check_structure(fn, state.max_dist, updates)
         heps, hscale = _numerics.hparam(eps), _numerics.hparam(global_scale)
+        x0 = pf.known_point(state.init_params, params)
 
         def leaf(g, x, x0, d, sos):
             gc, xc = _numerics.up(g), _numerics.up(x)
             r = lambda h: _numerics.like(h, gc)
+            d = pf.known_scalar(d, lambda: first_dist(x0).astype(d.dtype))
             dist = jnp.sqrt(jnp.sum(jnp.square(xc - x0.astype(xc.dtype))))
             d_new = jnp.maximum(d, dist.astype(d.dtype))
             sos_new = sos + jnp.sum(gc * gc).astype(sos.dtype)
@@ -300,11 +318,11 @@ def scale_by_distance_over_gradients(
             leaf,
             updates,
             params,
-            state.init_params,
+            x0,
             state.max_dist,
             state.grad_sum_of_squares,
         )
         u, dist, sos = _tree.unzip(out, updates, 3)
-        return u, ScaleByDistanceOverGradientsState(dist, sos, state.init_params)
+        return u, ScaleByDistanceOverGradientsState(dist, sos, x0)
 
     return GradientTransformation(init, update)

@@ -122,12 +122,12 @@ def scale_by_factored_rms(
         def leaf(p):
             small = jnp.zeros((1,), p.dtype)
             d = dims(p.shape)
-            if d is None:
-                return small, small, jnp.zeros(p.shape, _state_dtype(p))
-            row = tuple(n for i, n in enumerate(p.shape) if i != d[1])
-            col = tuple(n for i, n in enumerate(p.shape) if i != d[0])
             sd = _state_dtype(p)
-            return jnp.zeros(row, sd), jnp.zeros(col, sd), small
+            if d is None:
+                return small, small, _tree.filled(p, 0, sd)
+            row = _tree.filled_reduced(p, d[1], 0, sd)
+            col = _tree.filled_reduced(p, d[0], 0, sd)
+            return row, col, small
 
         v_row, v_col, v = _tree.unzip(jax.tree.map(leaf, params), params, 3)
         return FactoredState(jnp.zeros([], jnp.int32), v_row, v_col, v)
@@ -150,6 +150,7 @@ def scale_by_factored_rms(
                 u = gc * jax.lax.rsqrt(v_new)
                 return u.astype(g.dtype), vr, vc, v_store
             d1, d0 = d
+            vr, vc = _tree.match_reduced(vr, g, d0), _tree.match_reduced(vc, g, d1)
             row = b * vr.astype(cd) + (1 - b) * jnp.mean(g2, axis=d0)
             col = b * vc.astype(cd) + (1 - b) * jnp.mean(g2, axis=d1)
             vr_store, row = store(row, vr.dtype)

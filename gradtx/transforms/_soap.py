@@ -75,11 +75,21 @@ def _power_step(gg: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _rotate(x: jax.Array, q_left: jax.Array, q_right: jax.Array, back: bool = False):
     """`Q_Lᵀ X Q_R` (or `Q_L X Q_Rᵀ` when `back`), skipping identity sides."""
+    out = _tree.explicit_sharding(x)  # a product over a sharded dim needs it
     if q_left.size:
-        x = (q_left @ x) if back else (q_left.T @ x)
+        x = jnp.matmul(q_left if back else q_left.T, x, out_sharding=out)
     if q_right.size:
-        x = (x @ q_right.T) if back else (x @ q_right)
+        x = jnp.matmul(x, q_right.T if back else q_right, out_sharding=out)
     return x
+
+
+def _gram(x: jax.Array, left: bool) -> jax.Array:
+    """`X Xᵀ` (or `Xᵀ X`), replicated on the mesh like the factors it updates."""
+    out = _tree.explicit_sharding(x)
+    if out is not None:
+        out = jax.sharding.NamedSharding(out.mesh, jax.sharding.PartitionSpec())
+    a, b = (x, x.T) if left else (x.T, x)
+    return jnp.matmul(a, b, out_sharding=out)
 
 
 def _check_soap_args(fn, b1, b2, shampoo_beta, eps, frequency, max_dim) -> None:
@@ -189,6 +199,9 @@ def scale_by_soap(
         step = step / _numerics.bias_correction(hb1, t)
 
         def leaf(g, m, v, ggl, ggr, ql, qr):
+            # The factors and bases are small and replicated (`zero1` may have
+            # split them); the moments keep their own layout.
+            ggl, ggr, ql, qr = map(_tree.replicated, (ggl, ggr, ql, qr))
             cd = _numerics.leaf_dtype(g, m, v)
             r = lambda h: like(h, g.astype(cd))
             shape = _matrix_shape(g.shape) or g.shape
@@ -204,9 +217,10 @@ def scale_by_soap(
                 jnp.where(first, mc, m_new),
                 jnp.where(first, vc, v_new),
             )
-            ggl = ggl if not ggl.size else moment(gc @ gc.T, ggl, r(hsb))
-            ggr = ggr if not ggr.size else moment(gc.T @ gc, ggr, r(hsb))
+            ggl = ggl if not ggl.size else moment(_gram(gc, True), ggl, r(hsb))
+            ggr = ggr if not ggr.size else moment(_gram(gc, False), ggr, r(hsb))
             ql, qr, v_new = _new_basis(first, refresh, ggl, ggr, ql, qr, v_new)
+            ggl, ggr, ql, qr = map(_tree.replicated, (ggl, ggr, ql, qr))
             m_store, _ = store(m_new.reshape(g.shape), m.dtype)
             v_store, _ = store(v_new.reshape(g.shape), v.dtype)
             return (
@@ -245,10 +259,10 @@ def _power_branch(ops):
     ggl, ggr, ql, qr, v = ops
     if ggl.size:
         ql, order = _power_step(ggl, ql)
-        v = v[order, :]
+        v = v.at[order, :].get(out_sharding=_tree.explicit_sharding(v))
     if ggr.size:
         qr, order = _power_step(ggr, qr)
-        v = v[:, order]
+        v = v.at[:, order].get(out_sharding=_tree.explicit_sharding(v))
     return ql, qr, v
 
 
