@@ -8,10 +8,12 @@ import pytest
 
 # Modules of tests/ that are not test modules but that `--doctest-modules` would import:
 # the torch trajectory generator needs torch; the 8-device checks run in their own
-# process, started by tests/test_sharding.py with XLA_FLAGS set before JAX is imported.
+# process, started by tests/test_sharding.py with XLA_FLAGS set before JAX is imported;
+# the multi-process worker is started (and imported) by tests/test_multiprocess.py.
 collect_ignore = ["make_torch_trajectories.py"]
+collect_ignore_glob = ["multiprocess/*"]
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    collect_ignore_glob = ["multidevice/*"]
+    collect_ignore_glob.append("multidevice/*")
 
 # Strict promotion catches any implicit dtype mixing inside gradtx (DESIGN.md §4).
 jax.config.update("jax_numpy_dtype_promotion", "strict")
