@@ -311,13 +311,14 @@ class TorchAdamW:
     training loop, `clip_grad_norm_` scales `.grad` in place, so from the second step
     on the stored gradients already have norm 1 and the clip factor is about 1: the
     same values the JAX chain's clip computes from its fixed gradients every step.
+    With `threads`, `step()` first sets `torch.set_num_threads(threads)` if needed.
     """
 
-    def __init__(self, torch, name: str, params, grads):
+    def __init__(self, torch, name: str, params, grads, threads: int | None = None):
         import numpy as np
 
         cfg = TORCH_EQUIVALENTS[name]
-        self.torch, self.clip = torch, cfg["clip"]
+        self.torch, self.clip, self.threads = torch, cfg["clip"], threads
         self.leaves = [
             torch.from_numpy(np.array(x)).requires_grad_(True)
             for x in jax.tree.leaves(params)
@@ -344,6 +345,8 @@ class TorchAdamW:
 
     def step(self, k: int = 1) -> None:
         """Runs `k` steps (torch on CPU is synchronous: done when this returns)."""
+        if self.threads is not None and self.torch.get_num_threads() != self.threads:
+            self.torch.set_num_threads(self.threads)
         for _ in range(k):
             if self.clip is not None:
                 self.torch.nn.utils.clip_grad_norm_(self.leaves, self.clip)

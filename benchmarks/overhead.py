@@ -13,10 +13,11 @@ call is timed alone, with `jax.block_until_ready`; the three rows are interleave
 order rotates every round). Printed: the median microseconds per step (blocked and
 pipelined, see below) and the ratio to optax. The issue target is <= 0.4x optax.
 
-When `import torch` works, a `torch.optim.AdamW` row (`_trees.TorchAdamW`: fused,
+When `import torch` works, two `torch.optim.AdamW` rows (`_trees.TorchAdamW`: fused,
 or foreach where this torch has none; `clip_grad_norm_` and a `LambdaLR` warmup
-cosine for the chain) on copies of the same tree joins the interleaved rounds, and
-a line gives gradtx / torch; without torch the header says "torch not importable:
+cosine for the chain) on copies of the same tree join the interleaved rounds, one
+with torch's threads set like XLA:CPU's and one with a single thread, and lines
+give gradtx / torch; without torch the header says "torch not importable:
 no torch rows" and nothing else changes.
 
 Run:
@@ -93,6 +94,7 @@ def main() -> None:
     flat_params, flat_grads = layout.ravel(params), layout.ravel(grads)
 
     torch = _trees.import_torch()
+    torch_threads = torch.get_num_threads() if torch is not None else 0
     print(_trees.header())
     print(_trees.torch_line(torch))
     print(
@@ -109,7 +111,8 @@ def main() -> None:
         print(
             "torch: torch.optim AdamW on from_numpy copies of the params, .grad set "
             "once (no\nautograd); for the chain, with clip_grad_norm_ and a LambdaLR "
-            "warmup-cosine lr\n"
+            "warmup-cosine lr;\n'Nt': torch.set_num_threads(N) (the fused kernel "
+            "wakes its OpenMP threads for\nevery tensor, however small)\n"
         )
     head = (
         f"{'optimizer':26} {'row':18} {'blocked us':>10} {'ratio':>6}"
@@ -123,12 +126,15 @@ def main() -> None:
                 row, name, params, grads, flat_params, flat_grads
             )
         rows = ROWS
-        if torch is not None:
-            torch_run = _trees.TorchAdamW(torch, name, params, grads)
-            torch_row = f"torch ({torch_run.kind})"
-            runs[torch_row] = torch_run.step
-            torch_run.step(3)  # the same 3 untimed steps as the jitted rows
-            rows = (*ROWS, torch_row)
+        torch_rows = {}
+        if torch is not None:  # torch's OpenMP threads as set, and one thread
+            for threads in (torch_threads, 1):
+                torch_run = _trees.TorchAdamW(torch, name, params, grads, threads)
+                row = f"torch ({torch_run.kind}, {threads}t)"
+                torch_rows[row] = torch_run
+                runs[row] = torch_run.step
+                torch_run.step(3)  # the same 3 untimed steps as the jitted rows
+        rows = (*ROWS, *torch_rows)
         blocked = _trees.time_interleaved(runs, steps)
         chunked = {r: functools.partial(run, args.chunk) for r, run in runs.items()}
         piped = _trees.time_interleaved(chunked, max(1, steps // args.chunk))
@@ -136,8 +142,8 @@ def main() -> None:
         med_p = {r: 1e6 * statistics.median(t) / args.chunk for r, t in piped.items()}
         ref = getters[ROWS[0]]()
         for row in rows:
-            if row.startswith("torch"):
-                diff = torch_run.max_diff(ref)
+            if row in torch_rows:
+                diff = torch_rows[row].max_diff(ref)
             else:
                 got = getters[row]()
                 if row.endswith("(flat)"):
@@ -156,14 +162,15 @@ def main() -> None:
                 f"{name:26} {row:18} {med_b[row]:10.1f} {rb:>6}"
                 f" {med_p[row]:12.1f} {rp:>6} {dp:>8}"
             )
-        if torch is not None:
-            b = {r: med_b[r] / med_b[torch_row] for r in ROWS[1:3]}
-            p = {r: med_p[r] / med_p[torch_row] for r in ROWS[1:3]}
+        for row in torch_rows:
+            b = {r: med_b[r] / med_b[row] for r in ROWS[1:3]}
+            p = {r: med_p[r] / med_p[row] for r in ROWS[1:3]}
             print(
-                f"{'':26} {torch_row} is {torch_run.name}\n{'':26} gradtx/torch:"
-                f" tree {b[ROWS[1]]:.2f} blocked, {p[ROWS[1]]:.2f} pipelined;"
-                f" flat {b[ROWS[2]]:.2f}, {p[ROWS[2]]:.2f}"
+                f"{'':26} gradtx/{row}: tree {b[ROWS[1]]:.2f} blocked,"
+                f" {p[ROWS[1]]:.2f} pipelined; flat {b[ROWS[2]]:.2f}, {p[ROWS[2]]:.2f}"
             )
+        for torch_run in list(torch_rows.values())[:1]:
+            print(f"{'':26} torch rows: {torch_run.name}")
         print()
 
 
