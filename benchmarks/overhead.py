@@ -125,7 +125,6 @@ def main() -> None:
             runs[row], getters[row] = prepare(
                 row, name, params, grads, flat_params, flat_grads
             )
-        rows = ROWS
         torch_rows = {}
         if torch is not None:  # torch's OpenMP threads as set, and one thread
             for threads in (torch_threads, 1):

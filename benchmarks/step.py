@@ -12,7 +12,8 @@ When `import torch` works, `torch.optim.AdamW` equivalents (`_trees.TorchAdamW`:
 fused, or foreach where this torch has no fused kernel; with `clip_grad_norm_` and a
 `LambdaLR` warmup-cosine learning rate for the chain) run on copies of the same
 params and grads, in the same interleaved rounds, with `torch.set_num_threads` set
-to XLA:CPU's thread count; a second table prints gradtx / torch. Without torch the
+to XLA:CPU's thread count and `OMP_WAIT_POLICY=PASSIVE` unless set (see
+`_trees.import_torch`); a second table prints gradtx / torch. Without torch the
 output is the same less that table, with the line "torch not importable: no torch
 rows" in the header.
 
