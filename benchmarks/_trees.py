@@ -227,3 +227,138 @@ def time_interleaved(runs: dict, steps: int, rotate: bool = True) -> dict:
             runs[n]()
             times[n].append(time.perf_counter() - t0)
     return times
+
+
+# --- torch.optim rows for step.py and overhead.py; torch is never required ---
+
+NO_TORCH = "torch not importable: no torch rows"
+
+
+def cpu_threads() -> int:
+    """CPUs this process may run on, the size of XLA:CPU's intra-op thread pool."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def import_torch():
+    """`torch` with `set_num_threads(cpu_threads())`, or None if not importable.
+
+    Sets `OMP_WAIT_POLICY=PASSIVE` first unless it is set already: with OpenMP's
+    default spin-waiting, torch's two threads stalled each other on this shared,
+    oversubscribed 2-core VM (a GPT-2-small AdamW step took 1.2 s instead of 80 ms).
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when libgomp loads
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(cpu_threads())
+    return torch
+
+
+def torch_line(torch) -> str:
+    """The header line that says whether, and how, torch rows are run."""
+    import os
+
+    if torch is None:
+        return NO_TORCH
+    n = torch.get_num_threads()
+    return (
+        f"torch {torch.__version__}: torch.set_num_threads({n}), the {n} CPUs "
+        f"XLA:CPU's thread pool uses; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+    )
+
+
+def warmup_cosine(step: int) -> float:
+    """The canonical chain's `warmup_cosine_decay_schedule(0.0, 1e-3, 100, 10_000)`.
+
+    Plain Python, for torch's `LambdaLR`: linear from 0 to 1e-3 over 100 steps, then
+    a half cosine down to 0 at step 10,000 (optax's formula, end value 0).
+    """
+    peak, warmup, decay = 1e-3, 100, 10_000
+    if step < warmup:
+        return peak * step / warmup
+    t = min(step - warmup, decay - warmup) / (decay - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+# Keyed like the optimizers of step.py and overhead.py: AdamW's weight decay (as
+# printed), the clip_grad_norm_ max norm, whether the lr follows `warmup_cosine`.
+TORCH_EQUIVALENTS = {
+    "adamw(1e-3, wd=0.1)": {"weight_decay": "0.1", "clip": None, "schedule": False},
+    "clip+adam+wd+cosine chain": {
+        "weight_decay": "1e-4",
+        "clip": 1.0,
+        "schedule": True,
+    },
+}
+
+
+class TorchAdamW:
+    """`torch.optim.AdamW` on copies of a JAX param tree, with fixed gradients.
+
+    The leaves become `torch.from_numpy` copies and each gets its gradient as `.grad`
+    (no autograd). `step()` runs `clip_grad_norm_` (if `clip`), `AdamW.step()` and,
+    with `schedule`, `LambdaLR.step()` following `warmup_cosine`; otherwise the
+    learning rate is a constant 1e-3. AdamW is `fused=True` when this torch has a
+    fused kernel for the device, else `foreach=True`; `kind` says which. As in a
+    training loop, `clip_grad_norm_` scales `.grad` in place, so from the second step
+    on the stored gradients already have norm 1 and the clip factor is about 1: the
+    same values the JAX chain's clip computes from its fixed gradients every step.
+    With `threads`, `step()` first sets `torch.set_num_threads(threads)` if needed.
+    """
+
+    def __init__(self, torch, name: str, params, grads, threads: int | None = None):
+        import numpy as np
+
+        cfg = TORCH_EQUIVALENTS[name]
+        self.torch, self.clip, self.threads = torch, cfg["clip"], threads
+        self.leaves = [
+            torch.from_numpy(np.array(x)).requires_grad_(True)
+            for x in jax.tree.leaves(params)
+        ]
+        for p, g in zip(self.leaves, jax.tree.leaves(grads), strict=True):
+            p.grad = torch.from_numpy(np.array(g))
+        kw = {"lr": 1e-3, "weight_decay": float(cfg["weight_decay"])}
+        try:
+            self.opt = torch.optim.AdamW(self.leaves, fused=True, **kw)
+            self.kind = "fused"
+        except RuntimeError:  # no fused AdamW kernel for this device in this torch
+            self.opt = torch.optim.AdamW(self.leaves, foreach=True, **kw)
+            self.kind = "foreach"
+        self.sched = None
+        if cfg["schedule"]:
+            self.sched = torch.optim.lr_scheduler.LambdaLR(
+                self.opt, lambda s: warmup_cosine(s) / 1e-3
+            )
+        self.name = f"AdamW({self.kind}, wd={cfg['weight_decay']})"
+        if self.clip is not None:
+            self.name = f"clip_grad_norm_+{self.name}"
+        if self.sched is not None:
+            self.name += "+LambdaLR"
+
+    def step(self, k: int = 1) -> None:
+        """Runs `k` steps (torch on CPU is synchronous: done when this returns)."""
+        if self.threads is not None and self.torch.get_num_threads() != self.threads:
+            self.torch.set_num_threads(self.threads)
+        for _ in range(k):
+            if self.clip is not None:
+                self.torch.nn.utils.clip_grad_norm_(self.leaves, self.clip)
+            self.opt.step()
+            if self.sched is not None:
+                self.sched.step()
+
+    def max_diff(self, params) -> float:
+        """Largest |torch param - param| over the leaves of the JAX tree `params`."""
+        import numpy as np
+
+        return max(
+            float(np.max(np.abs(p.detach().numpy() - np.asarray(x))))
+            for p, x in zip(self.leaves, jax.tree.leaves(params), strict=True)
+        )

@@ -10,8 +10,15 @@ weight_decay=0.1)` and the canonical chain (clip + adam + decayed weights + warm
 cosine learning rate). Rows: optax on the tree, gradtx on the tree, gradtx on the flat
 layout (`gradtx.flat`: params, grads and state are one 1-D buffer per dtype). Each
 call is timed alone, with `jax.block_until_ready`; the three rows are interleaved (the
-order rotates every round). Printed: the median microseconds per step, the
-interquartile range, and the ratio to optax. The issue target is <= 0.4x optax.
+order rotates every round). Printed: the median microseconds per step (blocked and
+pipelined, see below) and the ratio to optax. The issue target is <= 0.4x optax.
+
+When `import torch` works, two `torch.optim.AdamW` rows (`_trees.TorchAdamW`: fused,
+or foreach where this torch has none; `clip_grad_norm_` and a `LambdaLR` warmup
+cosine for the chain) on copies of the same tree join the interleaved rounds, one
+with torch's threads set like XLA:CPU's and one with a single thread, and lines
+give gradtx / torch; without torch the header says "torch not importable:
+no torch rows" and nothing else changes.
 
 Run:
     python benchmarks/overhead.py              # 2000 timed steps per row (~6 s)
@@ -86,7 +93,10 @@ def main() -> None:
     layout = _trees.flat_layout(params)
     flat_params, flat_grads = layout.ravel(params), layout.ravel(grads)
 
+    torch = _trees.import_torch()
+    torch_threads = torch.get_num_threads() if torch is not None else 0
     print(_trees.header())
+    print(_trees.torch_line(torch))
     print(
         f"tree: {args.leaves} float32 leaves of {args.size} elements; flat: "
         f"{len(flat_params)} buffer(s); CPU async dispatch "
@@ -97,6 +107,13 @@ def main() -> None:
         "2 warmup steps\nfloor: the same jitted, donated step for sgd (no state)\n"
         "max|dp|: largest param difference from optax (tree) after the run\n"
     )
+    if torch is not None:
+        print(
+            "torch: torch.optim AdamW on from_numpy copies of the params, .grad set "
+            "once (no\nautograd); for the chain, with clip_grad_norm_ and a LambdaLR "
+            "warmup-cosine lr;\n'Nt': torch.set_num_threads(N) (the fused kernel "
+            "wakes its OpenMP threads for\nevery tensor, however small)\n"
+        )
     head = (
         f"{'optimizer':26} {'row':18} {'blocked us':>10} {'ratio':>6}"
         f" {'pipelined us':>12} {'ratio':>6} {'max|dp|':>8}"
@@ -108,20 +125,34 @@ def main() -> None:
             runs[row], getters[row] = prepare(
                 row, name, params, grads, flat_params, flat_grads
             )
+        torch_rows = {}
+        if torch is not None:  # torch's OpenMP threads as set, and one thread
+            for threads in (torch_threads, 1):
+                torch_run = _trees.TorchAdamW(torch, name, params, grads, threads)
+                row = f"torch ({torch_run.kind}, {threads}t)"
+                torch_rows[row] = torch_run
+                runs[row] = torch_run.step
+                torch_run.step(3)  # the same 3 untimed steps as the jitted rows
+        rows = (*ROWS, *torch_rows)
         blocked = _trees.time_interleaved(runs, steps)
         chunked = {r: functools.partial(run, args.chunk) for r, run in runs.items()}
         piped = _trees.time_interleaved(chunked, max(1, steps // args.chunk))
         med_b = {r: 1e6 * statistics.median(t) for r, t in blocked.items()}
         med_p = {r: 1e6 * statistics.median(t) / args.chunk for r, t in piped.items()}
         ref = getters[ROWS[0]]()
-        for row in ROWS:
-            got = getters[row]()
-            if row.endswith("(flat)"):
-                got = layout.unravel(got)
-            diff = max(
-                float(jnp.max(jnp.abs(a - b)))
-                for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True)
-            )
+        for row in rows:
+            if row in torch_rows:
+                diff = torch_rows[row].max_diff(ref)
+            else:
+                got = getters[row]()
+                if row.endswith("(flat)"):
+                    got = layout.unravel(got)
+                diff = max(
+                    float(jnp.max(jnp.abs(a - b)))
+                    for a, b in zip(
+                        jax.tree.leaves(got), jax.tree.leaves(ref), strict=True
+                    )
+                )
             is_ref = row == ROWS[0]
             rb = "" if is_ref else f"{med_b[row] / med_b[ROWS[0]]:.2f}"
             rp = "" if is_ref else f"{med_p[row] / med_p[ROWS[0]]:.2f}"
@@ -130,6 +161,15 @@ def main() -> None:
                 f"{name:26} {row:18} {med_b[row]:10.1f} {rb:>6}"
                 f" {med_p[row]:12.1f} {rp:>6} {dp:>8}"
             )
+        for row in torch_rows:
+            b = {r: med_b[r] / med_b[row] for r in ROWS[1:3]}
+            p = {r: med_p[r] / med_p[row] for r in ROWS[1:3]}
+            print(
+                f"{'':26} gradtx/{row}: tree {b[ROWS[1]]:.2f} blocked,"
+                f" {p[ROWS[1]]:.2f} pipelined; flat {b[ROWS[2]]:.2f}, {p[ROWS[2]]:.2f}"
+            )
+        for torch_run in list(torch_rows.values())[:1]:
+            print(f"{'':26} torch rows: {torch_run.name}")
         print()
 
 

@@ -8,6 +8,15 @@ the median ms per step of each, their ratio gradtx / optax (below 1: gradtx fast
 the interquartile range of the per-pair ratios (a noise gauge), the compile times,
 and the largest param difference between the two libraries after the run.
 
+When `import torch` works, `torch.optim.AdamW` equivalents (`_trees.TorchAdamW`:
+fused, or foreach where this torch has no fused kernel; with `clip_grad_norm_` and a
+`LambdaLR` warmup-cosine learning rate for the chain) run on copies of the same
+params and grads, in the same interleaved rounds, with `torch.set_num_threads` set
+to XLA:CPU's thread count and `OMP_WAIT_POLICY=PASSIVE` unless set (see
+`_trees.import_torch`); a second table prints gradtx / torch. Without torch the
+output is the same less that table, with the line "torch not importable: no torch
+rows" in the header.
+
 Run:
     python benchmarks/step.py                  # GPT-2 small, 10 timed steps
     python benchmarks/step.py --steps 30       # more steps, less noise
@@ -19,6 +28,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -75,38 +85,83 @@ def prepare(lib_name: str, name: str, shapes: dict, grads, hlo_dir) -> dict:
         "step": compiled,
         "params": params,
         "state": state,
-        "ms": [],
         "compile_s": compile_s,
     }
 
 
-def bench(name: str, shapes: dict, grads, steps: int, hlo_dir: Path | None) -> dict:
-    """Times `steps` interleaved steps of each library, after compile and warmup."""
+def bench(
+    name: str, shapes: dict, grads, steps: int, hlo_dir: Path | None, torch=None
+) -> dict:
+    """Times `steps` interleaved steps of each library, after compile and warmup.
+
+    With `torch`, a `_trees.TorchAdamW` equivalent of `name` on the same params and
+    grads is warmed up once and timed in the same rounds (the order rotates).
+    """
     runs = {
         lib_name: prepare(lib_name, name, shapes, grads, hlo_dir) for lib_name in LIBS
     }
-    for i in range(steps):
-        for lib_name in list(runs) if i % 2 == 0 else list(runs)[::-1]:
-            r = runs[lib_name]
-            t0 = time.perf_counter()
-            r["params"], r["state"] = jax.block_until_ready(
-                r["step"](r["params"], r["state"], grads)
-            )
-            r["ms"].append(1e3 * (time.perf_counter() - t0))
+
+    def advance(r):
+        r["params"], r["state"] = jax.block_until_ready(
+            r["step"](r["params"], r["state"], grads)
+        )
+
+    calls = {k: functools.partial(advance, r) for k, r in runs.items()}
+    if torch is not None:
+        params = _trees.random_tree(shapes, jax.random.key(0))
+        torch_run = _trees.TorchAdamW(torch, name, params, grads)
+        del params
+        torch_run.step()  # warm up, like the jitted steps
+        calls["torch"] = torch_run.step
+    times = _trees.time_interleaved(calls, steps)
+    ms = {k: [1e3 * t for t in v] for k, v in times.items()}
     diffs = jax.tree.map(
         lambda a, b: jnp.max(jnp.abs(a - b)),
         runs["gradtx"]["params"],
         runs["optax"]["params"],
     )
-    pairs = [
-        g / o for g, o in zip(runs["gradtx"]["ms"], runs["optax"]["ms"], strict=True)
-    ]
-    return {
-        "ms": {k: statistics.median(r["ms"]) for k, r in runs.items()},
-        "pair_iqr": statistics.quantiles(pairs, n=4)[::2] if steps > 1 else pairs * 2,
+    out = {
+        "ms": {k: statistics.median(v) for k, v in ms.items()},
+        "pair_iqr": pair_iqr(ms["gradtx"], ms["optax"]),
         "compile_s": {k: r["compile_s"] for k, r in runs.items()},
         "max_diff": max(float(d) for d in jax.tree.leaves(diffs)),
     }
+    if torch is not None:
+        out["torch"] = {
+            "name": torch_run.name,
+            "pair_iqr": pair_iqr(ms["gradtx"], ms["torch"]),
+            "max_diff": torch_run.max_diff(runs["gradtx"]["params"]),
+        }
+    return out
+
+
+def pair_iqr(a: list, b: list) -> list:
+    """Quartiles 1 and 3 of the per-round ratios a / b (the one ratio twice if 1)."""
+    pairs = [x / y for x, y in zip(a, b, strict=True)]
+    return statistics.quantiles(pairs, n=4)[::2] if len(pairs) > 1 else pairs * 2
+
+
+def print_torch_rows(results: dict) -> None:
+    """The torch table: each torch.optim equivalent against the gradtx step."""
+    print(
+        "\ntorch.optim on the same tree, params and grads (from_numpy copies, .grad"
+        " set,\nno autograd), timed in the same interleaved rounds as the rows above;"
+        "\npair IQR of the per-round gradtx/torch ratios; max|dp| = largest param"
+        " difference\nfrom gradtx after the run\n"
+    )
+    head = (
+        f"{'optimizer':26} {'torch row':48} {'torch ms':>9} {'gradtx/torch':>12}"
+        f" {'pair IQR':>10} {'optax/torch':>11} {'max|dp|':>8}"
+    )
+    print(head + "\n" + "-" * len(head))
+    for name, res in results.items():
+        t, ms = res["torch"], res["ms"]
+        iqr = "{:.2f}-{:.2f}".format(*t["pair_iqr"])
+        print(
+            f"{name:26} {t['name']:48} {ms['torch']:9.2f}"
+            f" {ms['gradtx'] / ms['torch']:12.2f} {iqr:>10}"
+            f" {ms['optax'] / ms['torch']:11.2f} {t['max_diff']:8.1e}"
+        )
 
 
 def main() -> None:
@@ -137,6 +192,8 @@ def main() -> None:
     print(f"{versions}, gradtx {gradtx.__version__}")
     print(f"backend {jax.default_backend()} ({dev.device_kind}), {os.cpu_count()} CPUs")
     print(f"python {platform.python_version()}, {platform.platform()}")
+    torch = _trees.import_torch()
+    print(_trees.torch_line(torch))
     print(f"tree: {n_params / 1e6:.1f}M float32 params in {n_leaves} leaves")
     print(f"median of {args.steps} interleaved steps after compile + 1 warmup step\n")
 
@@ -146,8 +203,9 @@ def main() -> None:
         f" {'pair IQR':>10} {'compile s g/o':>14} {'max|dp|':>8}"
     )
     print(header + "\n" + "-" * len(header))
+    results = {}
     for name in optimizers(optax):
-        res = bench(name, shapes, grads, args.steps, args.hlo)
+        res = results[name] = bench(name, shapes, grads, args.steps, args.hlo, torch)
         g, o = res["ms"]["gradtx"], res["ms"]["optax"]
         comp = "{gradtx:.1f}/{optax:.1f}".format(**res["compile_s"])
         iqr = "{:.2f}-{:.2f}".format(*res["pair_iqr"])
@@ -155,6 +213,8 @@ def main() -> None:
             f"{name:26} {g:10.2f} {o:10.2f} {g / o:6.2f} {iqr:>10} {comp:>14}"
             f" {res['max_diff']:8.1e}"
         )
+    if torch is not None:
+        print_torch_rows(results)
     if args.hlo is not None:
         print(f"\noptimized HLO written to {args.hlo.resolve()}")
 
