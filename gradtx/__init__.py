@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """gradtx: composable gradient transformations for JAX, a drop-in for optax."""
 
-from gradtx import flat, tree
+from gradtx import flat, losses, tree
 from gradtx._base import (
     EmptyState,
     GradientTransformation,
@@ -387,5 +387,30 @@ from gradtx.precision._rounding import apply_updates_stochastic
 from gradtx.sharding import MemoryKindError, bytes_per_device, host_offload, zero1
 
 # --- scale-out: sharding and ZeRO-1 (end) ---
+
+# --- drop-in: tree utilities (begin) ---
+# isort: split
+
+# --- drop-in: tree utilities (end) ---
+
+# --- drop-in: losses, classification and divergences (begin) ---
+# isort: split
+
+# --- drop-in: losses, classification and divergences (end) ---
+
+# --- drop-in: losses, regression, similarity, CTC, dice (begin) ---
+# isort: split
+
+# --- drop-in: losses, regression, similarity, CTC, dice (end) ---
+
+# --- drop-in: protocol, state classes and numerics helpers (begin) ---
+# isort: split
+
+# --- drop-in: protocol, state classes and numerics helpers (end) ---
+
+# --- drop-in: second_order, perturbations, assignment, microbatching (begin) ---
+# isort: split
+
+# --- drop-in: second_order, perturbations, assignment, microbatching (end) ---
 
 __version__ = "0.1.0.dev0"
