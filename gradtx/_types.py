@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import jax
 from jax.typing import ArrayLike
@@ -36,3 +36,21 @@ class TransformUpdateFn(Protocol):
         **extra_args: Any,
     ) -> tuple[Updates, OptState]:
         """Returns the transformed updates and the next state."""
+
+
+@runtime_checkable
+class StatefulSchedule(Protocol):
+    """A schedule with a state: `init()`, `update(state)` and `__call__(state)`.
+
+    `optax.schedules.StatefulSchedule`'s protocol; `inject_stateful_hyperparams`
+    accepts any object with these three methods (`WrappedSchedule` is one).
+    """
+
+    def init(self) -> Any:
+        """Returns the first state."""
+
+    def update(self, state: Any, **extra_args: Any) -> Any:
+        """Returns the next state."""
+
+    def __call__(self, state: Any, **extra_args: Any) -> ArrayLike:
+        """Returns the value at `state`."""

@@ -1,6 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Schedules: pure functions `step -> value`; the names are also re-exported flat."""
+"""Schedules: pure functions `step -> value`; the names are also re-exported flat.
 
+As in `optax.schedules`, the namespace also holds the hyperparameter injection
+wrappers and the schedule protocol types.
+"""
+
+from gradtx._types import Schedule, StatefulSchedule
 from gradtx.schedules._basic import (
     constant_schedule,
     linear_schedule,
@@ -30,14 +35,28 @@ from gradtx.schedules._torch import (
     step_schedule,
     swa_schedule,
 )
+from gradtx.wrappers._inject import (
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    WrappedSchedule,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
+)
 
 __all__ = [
+    "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
+    "Schedule",
+    "StatefulSchedule",
+    "WrappedSchedule",
     "constant_schedule",
     "cosine_decay_schedule",
     "cosine_onecycle_schedule",
     "cosine_restarts_schedule",
     "cyclic_schedule",
     "exponential_decay",
+    "inject_hyperparams",
+    "inject_stateful_hyperparams",
     "join_schedules",
     "linear_onecycle_schedule",
     "linear_schedule",
