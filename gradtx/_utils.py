@@ -80,12 +80,18 @@ class MultiNormalDiagFromLogScale:
     def sample(self, shape: Sequence[int], key: jax.Array) -> jax.Array:
         """Draws samples of shape `(*shape, *param_shape)` from the distribution."""
         noise = jax.random.normal(key, (*tuple(shape), *self._param_shape))
-        return noise * self._scale + self._mean
+        scale, mean = (
+            jnp.broadcast_to(a, noise.shape) for a in (self._scale, self._mean)
+        )
+        return noise * scale + mean
 
     def log_prob(self, x: ArrayLike) -> jax.Array:
         """The log density of `x`, summed over the parameter axes."""
-        z = (jnp.asarray(x) - self._mean) / self._scale
-        per_coord = -0.5 * z**2 - self._log_scale - 0.5 * math.log(2 * math.pi)
+        x, mean, scale, log_scale = jnp.broadcast_arrays(
+            jnp.asarray(x), self._mean, self._scale, self._log_scale
+        )
+        z = (x - mean) / scale
+        per_coord = -0.5 * z**2 - log_scale - 0.5 * math.log(2 * math.pi)
         axes = tuple(range(-len(self._param_shape), 0))
         return jnp.sum(per_coord, axis=axes)
 
