@@ -120,7 +120,7 @@ def test_per_example_global_norm_clip_matches_reference_and_optax(c, jit):
 
 
 @pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "by_size"])
-@pytest.mark.parametrize("c", CLIPS, ids=[f"c={c}" for c in CLIPS])
+@pytest.mark.parametrize("c", CLIPS[::2] + CLIPS[-1:], ids=["c=0.0", "c=2.0", "c=inf"])
 def test_per_example_layer_norm_clip_matches_reference_and_optax(c, uniform, jit):
     grads = _grads()
     fn = jit(lambda g: T.per_example_layer_norm_clip(g, c, uniform))
