@@ -405,6 +405,26 @@ from gradtx.sharding import MemoryKindError, bytes_per_device, host_offload, zer
 
 # --- drop-in: protocol, state classes and numerics helpers (begin) ---
 # isort: split
+from gradtx._base import (
+    AdaptiveGradClipState,
+    AddDecayedWeightsState,
+    ClipByGlobalNormState,
+    ClipState,
+    GradientTransformationExtraArgs,
+    ScaleByTrustRatioState,
+    ScaleState,
+    init_empty_state,
+)
+from gradtx._linear_algebra import matrix_inverse_pth_root, power_iteration
+from gradtx._moment_trees import (
+    bias_correction,
+    update_infinity_moment,
+    update_moment,
+    update_moment_per_elem_norm,
+)
+from gradtx._numerics import safe_increment, safe_norm, safe_root_mean_squares
+from gradtx._types import MaskOrFn, TransformUpdateExtraArgsFn
+from gradtx._utils import multi_normal, scale_gradient
 
 # --- drop-in: protocol, state classes and numerics helpers (end) ---
 

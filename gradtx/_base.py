@@ -30,6 +30,58 @@ class EmptyState(NamedTuple):
     """The state of a stateless transformation."""
 
 
+# optax names the state of some stateless blocks; each is `EmptyState` itself there too.
+AdaptiveGradClipState = EmptyState
+AddDecayedWeightsState = EmptyState
+ClipByGlobalNormState = EmptyState
+ClipState = EmptyState
+ScaleByTrustRatioState = EmptyState
+ScaleState = EmptyState
+
+
+class _AcceptsExtraArgs(type):
+    """Makes `isinstance` ask what optax means by "extra args": `update(**kw)`."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        if super().__instancecheck__(obj):
+            return True
+        update = getattr(obj, "update", None)
+        if not (isinstance(obj, tuple) and callable(getattr(obj, "init", None))):
+            return False
+        return callable(update) and accepts_extra_args(update)
+
+
+class GradientTransformationExtraArgs(
+    GradientTransformation, metaclass=_AcceptsExtraArgs
+):
+    """optax's name for a transformation whose `update` takes `**extra_args`.
+
+    Every gradtx transformation is one already (DESIGN.md §1), so this class adds
+    nothing to `GradientTransformation`; it exists so that optax code runs unchanged.
+    `isinstance(tx, GradientTransformationExtraArgs)` is True for any `(init, update)`
+    tuple, gradtx's or optax's, whose `update` accepts `**kwargs`.
+
+    Example:
+        >>> import gradtx
+        >>> isinstance(gradtx.sgd(0.1), gradtx.GradientTransformationExtraArgs)
+        True
+    """
+
+    __slots__ = ()
+
+
+def init_empty_state(params: Params) -> EmptyState:
+    """Returns `EmptyState()` whatever the params: the `init` of a stateless block.
+
+    Example:
+        >>> import gradtx
+        >>> gradtx.init_empty_state({"w": 1.0})
+        EmptyState()
+    """
+    del params
+    return EmptyState()
+
+
 def accepts_extra_args(update: Callable[..., Any]) -> bool:
     """Whether `update` takes `**kwargs` (all gradtx updates do; not all optax ones)."""
     try:

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from gradtx._errors import HyperparameterError
+
 INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -135,3 +137,115 @@ def store(x: jax.Array, dtype: Any) -> tuple[jax.Array, jax.Array]:
     """
     stored = x.astype(dtype)
     return stored, stored.astype(x.dtype)
+
+
+def safe_increment(count: ArrayLike) -> jax.Array:
+    """Adds one to a counter of any integer or float dtype, saturating at its maximum.
+
+    Args:
+        count: A counter (array or number) of an integer or floating dtype.
+
+    Returns:
+        `count + 1` in `count`'s dtype, or `count` once it has reached that dtype's
+        largest value (an int8 counter stops at 127 instead of wrapping to -128).
+
+    Raises:
+        HyperparameterError: If `count` is neither integer nor floating (e.g. bool).
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> gradtx.safe_increment(jnp.asarray(127, jnp.int8))
+        Array(127, dtype=int8)
+    """
+    count = jnp.asarray(count)
+    dtype = count.dtype
+    if jnp.issubdtype(dtype, jnp.integer) and dtype != jnp.bool_:
+        top = jnp.iinfo(dtype).max
+    elif jnp.issubdtype(dtype, jnp.floating):
+        top = jnp.finfo(dtype).max
+    else:
+        raise HyperparameterError(
+            "gradtx.safe_increment: count must have an integer or floating dtype, "
+            f"got {count!r} of dtype {dtype}"
+        )
+    top = jnp.asarray(top, dtype)
+    return jnp.where(count < top, count + jnp.ones((), dtype), top)
+
+
+def _floor_grad_safe(value: jax.Array, floor: ArrayLike, recompute: Any) -> jax.Array:
+    """`max(value, floor)` whose gradient is exactly 0 where `value <= floor`.
+
+    A plain `maximum` of a norm still backpropagates through the norm, and the norm's
+    derivative at 0 is NaN. `recompute(ones_where_small)` evaluates the norm again on
+    an input replaced by ones wherever the floor wins, so that branch has finite
+    derivatives that the final `where` then discards.
+    """
+    floor = jnp.asarray(floor).astype(value.dtype)
+    small = value <= floor
+    return jnp.where(small, floor, recompute(small))
+
+
+def safe_norm(
+    x: ArrayLike,
+    min_norm: ArrayLike,
+    ord: int | float | str | None = None,
+    axis: tuple[int, ...] | int | None = None,
+    keepdims: bool = False,
+) -> jax.Array:
+    """`max(jnp.linalg.norm(x, ord, axis), min_norm)` with a zero, not NaN, gradient.
+
+    Where the norm is at or below `min_norm` the result is `min_norm` and the
+    gradient with respect to `x` is 0 (a plain `maximum` gives NaN at `x = 0`).
+
+    Args:
+        x: An array.
+        min_norm: The floor of the returned norm.
+        ord: The norm's order, as in `jnp.linalg.norm`.
+        axis: The axis (or pair of matrix axes) to reduce, as in `jnp.linalg.norm`;
+            None reduces the whole vector or matrix.
+        keepdims: Keep the reduced axes with size one.
+
+    Returns:
+        The floored norm, in the dtype of `jnp.linalg.norm(x)`.
+
+    Example:
+        >>> import gradtx, jax, jax.numpy as jnp
+        >>> jax.grad(lambda x: gradtx.safe_norm(x, 1e-3))(jnp.zeros(2))
+        Array([0., 0.], dtype=float32)
+    """
+    x = jnp.asarray(x)
+    value = jnp.linalg.norm(x, ord=ord, axis=axis, keepdims=True)
+
+    def recompute(small: jax.Array) -> jax.Array:
+        safe_x = jnp.where(small, jnp.ones_like(x), x)
+        return jnp.linalg.norm(safe_x, ord=ord, axis=axis, keepdims=True)
+
+    out = _floor_grad_safe(value, min_norm, recompute)
+    if keepdims:
+        return out
+    return jnp.squeeze(out, axis=axis) if axis is not None else out.reshape(())
+
+
+def safe_root_mean_squares(x: ArrayLike, min_rms: ArrayLike) -> jax.Array:
+    """`max(sqrt(mean(|x|**2)), min_rms)` with a zero, not NaN, gradient.
+
+    Args:
+        x: An array, real or complex; the mean runs over all of its entries.
+        min_rms: The floor of the returned root mean square.
+
+    Returns:
+        A real scalar.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> gradtx.safe_root_mean_squares(jnp.array([3.0, 4.0]), 1.0)
+        Array(3.535534, dtype=float32)
+    """
+    x = jnp.asarray(x)
+
+    def rms(y: jax.Array) -> jax.Array:
+        return jnp.sqrt(jnp.mean(abs_sq(y)))
+
+    return _floor_grad_safe(
+        rms(x), min_rms, lambda small: rms(jnp.where(small, jnp.ones_like(x), x))
+    )

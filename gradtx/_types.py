@@ -38,6 +38,17 @@ class TransformUpdateFn(Protocol):
         """Returns the transformed updates and the next state."""
 
 
+# `TransformUpdateFn` already takes `**extra_args`: optax's second name is that type.
+TransformUpdateExtraArgsFn: TypeAlias = TransformUpdateFn
+
+
+class ConditionFn(Protocol):
+    """`(step, **extra_args) -> bool` for `conditionally_transform` / `_mask`."""
+
+    def __call__(self, step: ArrayLike, **extra_args: Any) -> ArrayLike:
+        """Returns a scalar bool: whether the inner transform runs at this `step`."""
+
+
 @runtime_checkable
 class StatefulSchedule(Protocol):
     """A schedule with a state: `init()`, `update(state)` and `__call__(state)`.

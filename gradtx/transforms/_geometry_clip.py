@@ -154,6 +154,12 @@ def _check_batch(fn: str, grads: Any) -> int:
     return sizes.pop()
 
 
+def _check_clip_limit(fn: str, name: str, value: ArrayLike) -> None:
+    """A per-example limit is >= 0; +inf is allowed (no clipping, as in optax)."""
+    if _validate.concrete_float(value) != float("inf"):
+        _validate.check_nonnegative(fn, name, value)
+
+
 def _clip_and_sum(grads: Any, limit: jax.Array) -> tuple[Any, jax.Array]:
     """Scales each example to norm <= `limit`, sums over the batch; counts clips."""
     sq = sum(
@@ -180,14 +186,15 @@ def per_example_global_norm_clip(
 
     Args:
         grads: A pytree whose leaves share a leading batch axis.
-        l2_norm_clip: Largest allowed per-example global norm, >= 0.
+        l2_norm_clip: Largest allowed per-example global norm, >= 0; `inf` sums
+            the grads unclipped.
 
     Returns:
         `(sum of clipped grads, int32 count of clipped examples)`; the sums keep the
         grads' dtypes (optax promotes low-precision grads to float32).
 
     Raises:
-        HyperparameterError: If a concrete `l2_norm_clip` is negative or not finite.
+        HyperparameterError: If a concrete `l2_norm_clip` is negative or NaN.
         TreeMismatchError: If the leaves do not share a leading batch axis.
 
     Example:
@@ -200,7 +207,7 @@ def per_example_global_norm_clip(
         Abadi et al., 2016: https://arxiv.org/abs/1607.00133
     """
     fn = "per_example_global_norm_clip"
-    _validate.check_nonnegative(fn, "l2_norm_clip", l2_norm_clip)
+    _check_clip_limit(fn, "l2_norm_clip", l2_norm_clip)
     _check_batch(fn, grads)
     return _clip_and_sum(grads, _numerics.hparam(l2_norm_clip))
 
@@ -215,7 +222,7 @@ def per_example_layer_norm_clip(
 
     Args:
         grads: A pytree whose leaves share a leading batch axis.
-        global_l2_norm_clip: The overall limit `C`, >= 0.
+        global_l2_norm_clip: The overall limit `C`, >= 0; `inf` never clips.
         uniform: Split `C` equally between leaves, or by their sizes.
 
     Returns:
@@ -235,7 +242,7 @@ def per_example_layer_norm_clip(
         McMahan et al., 2017: https://arxiv.org/abs/1710.06963
     """
     fn = "per_example_layer_norm_clip"
-    _validate.check_nonnegative(fn, "global_l2_norm_clip", global_l2_norm_clip)
+    _check_clip_limit(fn, "global_l2_norm_clip", global_l2_norm_clip)
     _check_batch(fn, grads)
     leaves, treedef = jax.tree.flatten(grads)
     c = _numerics.hparam(global_l2_norm_clip)
