@@ -34,8 +34,19 @@ def _wide(x: Any) -> jax.Array:
     return x
 
 
+def _unplaced(x: Any) -> jax.ShapeDtypeStruct:
+    """Shape, dtype and weak type of a leaf, without its sharding."""
+    aval = jax.typeof(x)
+    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+
+
 def _optax_dtype(naive: Callable[..., Any], *trees: Any) -> Any:
-    """The dtype `naive(*trees)` has under standard promotion (traced, not run)."""
+    """The dtype `naive(*trees)` has under standard promotion (traced, not run).
+
+    The leaves are traced without their shardings: a full contraction of a leaf
+    sharded over Explicit mesh axes would need an `out_sharding`.
+    """
+    trees = jax.tree.map(_unplaced, trees)
     with jax.numpy_dtype_promotion("standard"):
         return jax.eval_shape(naive, *trees).dtype
 
