@@ -390,6 +390,8 @@ from gradtx.sharding import MemoryKindError, bytes_per_device, host_offload, zer
 
 # --- drop-in: tree utilities (begin) ---
 # isort: split
+from gradtx import tree_utils
+from gradtx.tree import map_params as tree_map_params
 
 # --- drop-in: tree utilities (end) ---
 

@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Read and replace optimizer-state fields by name anywhere in a nested state.
+"""Pytree utilities, the same functions as `optax.tree`.
 
-These mirror `optax.tree.get`, `optax.tree.set` and `optax.tree.get_all_with_path`.
-A name matches a NamedTuple field (`count`, `mu`, `nu`, ...), a dict key (injected
-hyperparameters, monitor measurements) or a NamedTuple class name; the search descends
-through tuples, lists, dicts and NamedTuples, so the position of a block in a chain
-never matters.
+`get`, `set` and `get_all_with_path` read and replace optimizer-state fields by name
+anywhere in a nested state: a name matches a NamedTuple field (`count`, `mu`, `nu`,
+...), a dict key (injected hyperparameters, monitor measurements) or a NamedTuple
+class name; the search descends through tuples, lists, dicts and NamedTuples, so the
+position of a block in a chain never matters. `map_params` maps over the copies of
+the params inside a state. The arithmetic, reductions, casts and random trees live in
+`gradtx._tree_math` and `gradtx._tree_cast`.
 """
 
 from __future__ import annotations
@@ -15,16 +17,95 @@ from typing import Any
 
 import jax
 
-from gradtx._tree import children as _children
+from gradtx._tree import children as _plain_children
 from gradtx._tree import entry_name as _name
 from gradtx._tree import is_namedtuple as _is_namedtuple
-from gradtx._tree import norm as _norm
 from gradtx._tree import rebuild as _rebuild
+from gradtx._tree_cast import (
+    cast,
+    cast_like,
+    dtype,
+    random_like,
+    split_key_like,
+    unwrap_random_key_data,
+)
+from gradtx._tree_keys import NamedTupleKey as _NamedTupleKey
+from gradtx._tree_math import (
+    add,
+    add_scale,
+    allclose,
+    batch_shape,
+    bias_correction,
+    clip,
+    conj,
+    div,
+    full_like,
+    max,
+    min,
+    mul,
+    norm,
+    ones_like,
+    real,
+    scale,
+    size,
+    sub,
+    sum,
+    update_infinity_moment,
+    update_moment,
+    update_moment_per_elem_norm,
+    vdot,
+    where,
+    zeros_like,
+)
 
-__all__ = ["get", "get_all_with_path", "norm", "set"]
+__all__ = [
+    "add",
+    "add_scale",
+    "allclose",
+    "batch_shape",
+    "bias_correction",
+    "cast",
+    "cast_like",
+    "clip",
+    "conj",
+    "div",
+    "dtype",
+    "full_like",
+    "get",
+    "get_all_with_path",
+    "map_params",
+    "max",
+    "min",
+    "mul",
+    "norm",
+    "ones_like",
+    "random_like",
+    "real",
+    "scale",
+    "set",
+    "size",
+    "split_key_like",
+    "sub",
+    "sum",
+    "unwrap_random_key_data",
+    "update_infinity_moment",
+    "update_moment",
+    "update_moment_per_elem_norm",
+    "vdot",
+    "where",
+    "zeros_like",
+]
 
 KeyPath = tuple[Any, ...]
 Filter = Callable[[KeyPath, Any], bool]
+
+
+def _children(node: Any) -> list[tuple[Any, Any]]:
+    """`_tree.children`, with NamedTuple fields keyed by `NamedTupleKey` (as optax)."""
+    if _is_namedtuple(node):
+        cls = type(node).__name__
+        return [(_NamedTupleKey(cls, f), getattr(node, f)) for f in node._fields]
+    return _plain_children(node)
 
 
 def get_all_with_path(
@@ -42,7 +123,8 @@ def get_all_with_path(
         filtering: Optional `(path, value) -> bool` that keeps only some matches.
 
     Returns:
-        The matches in depth-first order; each path is a tuple of jax key entries.
+        The matches in depth-first order; each path is a tuple of jax key entries,
+        with `gradtx.tree_utils.NamedTupleKey` for NamedTuple fields (as optax).
 
     Example:
         >>> import gradtx, jax, jax.numpy as jnp
@@ -140,6 +222,70 @@ def set(tree: Any, filtering: Filter | None = None, /, **kwargs: Any) -> Any:
     return out
 
 
-def norm(tree: Any) -> jax.Array:
-    """Global l2 norm of a pytree (same as `gradtx.global_norm`)."""
-    return _norm(tree)
+@jax.tree_util.register_pytree_node_class
+class _ParamsMarker:
+    """Stands in for the params during `map_params`: a pytree node with no leaves.
+
+    Any `jax.tree.map` over it (what an `init` does to the params) returns a new
+    marker, so the state built from it shows where the params' copies sit.
+    """
+
+    def tree_flatten(self) -> tuple[tuple[()], None]:
+        return (), None
+
+    @classmethod
+    def tree_unflatten(cls, aux: None, children: Any) -> _ParamsMarker:
+        del aux, children
+        return cls()
+
+
+def map_params(
+    initable: Callable[[Any], Any] | Any,
+    f: Callable[..., Any],
+    state: Any,
+    /,
+    *rest: Any,
+    transform_non_params: Callable[..., Any] | None = None,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> Any:
+    """Applies `f` to every copy of the params inside an optimizer state.
+
+    The copies are found by calling `initable` (a `GradientTransformation`, any
+    object with `init`, or an init function) on a marker standing in for the
+    params, so this works for any state whose `init` only maps over the params.
+    Typical use: sharding specs for the state from the params' specs.
+
+    Args:
+        initable: The transformation (or its `init`) that built `state`.
+        f: Called leafwise as `f(leaf, *rest_leaves)` on each params-shaped subtree.
+        state: The state to map over.
+        *rest: Trees shaped like the params, passed to `f` alongside.
+        transform_non_params: Applied to every other leaf of `state` (e.g. the
+            counts); `None` keeps them.
+        is_leaf: Passed to `jax.tree.map` over each params-shaped subtree.
+
+    Returns:
+        A tree shaped like `state`.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> tx = gradtx.adam(1e-3)
+        >>> state = tx.init({"w": jnp.zeros(2)})
+        >>> out = gradtx.tree.map_params(tx, lambda x: x + 1, state)
+        >>> out[0].mu["w"], out[0].count
+        (Array([1., 1.], dtype=float32), Array(0, dtype=int32))
+    """
+    marker = _ParamsMarker()
+    init = getattr(initable, "init", None)
+    marked = init(marker) if callable(init) else initable(marker)
+
+    def visit(mark: Any, value: Any) -> Any:
+        if isinstance(mark, _ParamsMarker):
+            return jax.tree.map(f, value, *rest, is_leaf=is_leaf)
+        if transform_non_params is not None:
+            return transform_non_params(value)
+        return value
+
+    return jax.tree.map(
+        visit, marked, state, is_leaf=lambda x: isinstance(x, _ParamsMarker)
+    )
