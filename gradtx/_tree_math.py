@@ -305,62 +305,6 @@ def clip(
     return jax.tree.map(lambda x: jnp.clip(x, min_value, max_value), tree)
 
 
-def update_moment(updates: Any, moments: Any, decay: Any, order: Any) -> Any:
-    """Returns the EMA `(1 - decay) * g**order + decay * m` (`None` updates stay)."""
-    return jax.tree.map(
-        lambda g, m: None if g is None else (1 - decay) * g**order + decay * m,
-        updates,
-        moments,
-        is_leaf=_is_none,
-    )
-
-
-def update_infinity_moment(updates: Any, moments: Any, decay: Any, eps: Any) -> Any:
-    """Returns `max(|g| + eps, decay * m)`, Adamax's moment (`None` updates stay)."""
-    return jax.tree.map(
-        lambda g, m: None if g is None else jnp.maximum(jnp.abs(g) + eps, decay * m),
-        updates,
-        moments,
-        is_leaf=_is_none,
-    )
-
-
-def _elem_power(g: jax.Array, order: Any) -> jax.Array:
-    if not jnp.iscomplexobj(g):
-        return g**order
-    half = order / 2
-    # An integral exponent is passed as an int: jnp lowers it to multiplications.
-    if float(half).is_integer():
-        half = int(half)
-    return _numerics.abs_sq(g) ** half
-
-
-def update_moment_per_elem_norm(
-    updates: Any, moments: Any, decay: Any, order: Any
-) -> Any:
-    """Returns the EMA of `|g|**order` (complex-safe; `None` updates stay `None`)."""
-    return jax.tree.map(
-        lambda g, m: (
-            None if g is None else (1 - decay) * _elem_power(g, order) + decay * m
-        ),
-        updates,
-        moments,
-        is_leaf=_is_none,
-    )
-
-
-def bias_correction(moment: Any, decay: Any, count: Any) -> Any:
-    """Returns `moment / (1 - decay**count)`, the division done in each leaf's dtype.
-
-    `decay**count` is computed in float32 (or wider), so a bfloat16 moment does not
-    see it rounded to 1; only the factor is cast to the leaf's dtype. The count is
-    cast to that dtype first, which strict dtype promotion requires.
-    """
-    decay = _numerics.hparam(decay)
-    factor = 1 - decay ** jnp.asarray(count).astype(decay.dtype)
-    return jax.tree.map(lambda t: t / factor.astype(t.dtype), moment)
-
-
 def where(condition: Any, tree_x: Any, tree_y: Any) -> Any:
     """Returns `jnp.where(condition, x, y)` leaf by leaf."""
     return jax.tree.map(lambda x, y: jnp.where(condition, x, y), tree_x, tree_y)

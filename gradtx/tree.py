@@ -17,6 +17,12 @@ from typing import Any
 
 import jax
 
+from gradtx._moment_trees import (
+    bias_correction,
+    update_infinity_moment,
+    update_moment,
+    update_moment_per_elem_norm,
+)
 from gradtx._tree import children as _plain_children
 from gradtx._tree import entry_name as _name
 from gradtx._tree import is_namedtuple as _is_namedtuple
@@ -35,7 +41,6 @@ from gradtx._tree_math import (
     add_scale,
     allclose,
     batch_shape,
-    bias_correction,
     clip,
     conj,
     div,
@@ -50,9 +55,6 @@ from gradtx._tree_math import (
     size,
     sub,
     sum,
-    update_infinity_moment,
-    update_moment,
-    update_moment_per_elem_norm,
     vdot,
     where,
     zeros_like,
