@@ -410,6 +410,9 @@ from gradtx.sharding import MemoryKindError, bytes_per_device, host_offload, zer
 
 # --- drop-in: second_order, perturbations, assignment, microbatching (begin) ---
 # isort: split
+from gradtx import assignment, microbatching, perturbations, second_order
+from gradtx._nnls import nnls
+from gradtx.microbatching import microbatch
 
 # --- drop-in: second_order, perturbations, assignment, microbatching (end) ---
 
