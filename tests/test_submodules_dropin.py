@@ -173,9 +173,19 @@ def test_assignment_handles_empty_and_infinite_costs():
     cost = jnp.array([[jnp.inf, 1.0, 5.0], [2.0, jnp.inf, 1.0], [1.0, 3.0, jnp.inf]])
     i, j = assignment.base_hungarian_algorithm(cost)
     assert float(cost[i, j].sum()) == 3.0
-    # A row of infinities still terminates with a one-to-one assignment.
-    i, j = assignment.hungarian_algorithm(jnp.array([[jnp.inf, jnp.inf], [1.0, 2.0]]))
-    assert sorted(np.asarray(j).tolist()) == [0, 1]
+    # A row of infinities or NaNs still terminates with a one-to-one assignment.
+    for bad in (jnp.inf, jnp.nan):
+        cost = jnp.array([[bad, bad, bad], [1.0, 2.0, bad], [3.0, 1.0, 2.0]])
+        i, j = assignment.hungarian_algorithm(cost)
+        assert (
+            sorted(np.asarray(i).tolist())
+            == sorted(np.asarray(j).tolist())
+            == [
+                0,
+                1,
+                2,
+            ]
+        )
 
 
 def test_assignment_rejects_a_non_matrix():
