@@ -432,6 +432,9 @@ from gradtx._utils import multi_normal, scale_gradient
 
 # --- drop-in: second_order, perturbations, assignment, microbatching (begin) ---
 # isort: split
+from gradtx import assignment, microbatching, perturbations, second_order
+from gradtx._nnls import nnls
+from gradtx.microbatching import microbatch
 
 # --- drop-in: second_order, perturbations, assignment, microbatching (end) ---
 
