@@ -31,8 +31,15 @@ def _expand_where(where: ArrayLike | None, ndim: int, axis: Axis) -> jax.Array |
 def log_softmax(
     logits: jax.Array, axis: Axis, where: jax.Array | None = None
 ) -> jax.Array:
-    """`logits - logsumexp(logits)` over `axis`, the sum restricted to `where`."""
+    """`logits - logsumexp(logits)` over `axis`, the sum restricted to `where`.
+
+    An example with nothing in `where` gets normalizer 0 instead of `-inf`, so its
+    (unused) log-probabilities stay finite and cannot leak NaN into gradients.
+    """
     lse = jax.nn.logsumexp(logits, axis=axis, where=where, keepdims=True)
+    if where is not None:
+        some = jnp.any(where, axis=axis, keepdims=True)
+        lse = jnp.where(some, lse, jnp.zeros((), lse.dtype))
     return logits - lse
 
 

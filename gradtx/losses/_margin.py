@@ -155,7 +155,7 @@ def _one_hot(fn: str, scores: jax.Array, labels: ArrayLike) -> jax.Array:
     n = scores.shape[-1]
     _checks.class_labels(fn, labels, n)
     labels = jnp.asarray(labels)
-    classes = jnp.arange(n, dtype=labels.dtype)
+    classes = jnp.arange(n, dtype=labels.dtype).reshape((1,) * labels.ndim + (n,))
     return (labels[..., None] == classes).astype(scores.dtype)
 
 
