@@ -34,8 +34,8 @@ def ranking_softmax_loss(
     """Listwise softmax loss `-sum_i y_i log softmax(s)_i` of each list, then reduced.
 
     Items outside `where` leave both the softmax and the sum; lists with no valid
-    item are left out of the reduction. An empty `jnp.mean` gives 0 with a zero
-    gradient (optax: 0 with a NaN gradient).
+    item are left out of the reduction, and a `jnp.mean` over no list gives 0. An
+    unmasked `-inf` score with label 0 adds 0 (optax: NaN).
 
     Args:
         logits: Floating item scores, `[..., list_size]`.
