@@ -99,8 +99,8 @@ def ntxent(
         >>> import jax.numpy as jnp
         >>> from gradtx.losses import ntxent
         >>> emb = jnp.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]])
-        >>> ntxent(emb, jnp.array([0, 0, 1]), temperature=1.0).round(4)
-        Array(0.3749, dtype=float32)
+        >>> f"{ntxent(emb, jnp.array([0, 0, 1]), temperature=1.0):.4f}"
+        '0.3285'
 
     References:
         Chen et al., 2020: https://arxiv.org/abs/2002.05709
