@@ -1,6 +1,5 @@
 """gradtx.losses classification losses and divergences: references and optax parity."""
 
-import functools
 import inspect
 
 import chex
@@ -92,12 +91,6 @@ CASES = [
         lambda x, y, w: ref.softmax_cross_entropy_with_integer_labels(x, y, (1, 2), w),
     ),
     (
-        "int_batch",
-        lambda L, x, y: L.softmax_cross_entropy_with_integer_labels(x, y),
-        (XB, YIB),
-        ref.softmax_cross_entropy_with_integer_labels,
-    ),
-    (
         "poly",
         lambda L, x, y: L.poly_loss_cross_entropy(x, y),
         (X, P),
@@ -125,12 +118,6 @@ CASES = [
         "bce",
         lambda L, x, y: L.sigmoid_binary_cross_entropy(x, y),
         (X, YB),
-        ref.sigmoid_binary_cross_entropy,
-    ),
-    (
-        "bce_soft",
-        lambda L, x, y: L.sigmoid_binary_cross_entropy(x, y),
-        (X, P),
         ref.sigmoid_binary_cross_entropy,
     ),
     (
@@ -202,12 +189,6 @@ CASES = [
         lambda q, t: ref.generalized_kl_divergence(q, 2 * t),
     ),
     (
-        "gkl_where",
-        lambda L, q, t, w: L.generalized_kl_divergence(q, t, where=w),
-        (LQ, P, W),
-        lambda q, t, w: ref.generalized_kl_divergence(q, t, where=w),
-    ),
-    (
         "ranking",
         lambda L, x, y: L.ranking_softmax_loss(x, y),
         (X, REL),
@@ -234,37 +215,32 @@ CASES = [
         lambda x, y, w: ref.ranking_softmax_loss(x, y, w, reduce="sum"),
     ),
     ("ntxent", lambda L, e, y: L.ntxent(e, y), (E, EL), ref.ntxent),
-    (
-        "ntxent_t",
-        lambda L, e, y: L.ntxent(e, y, 0.5),
-        (E, EL),
-        lambda e, y: ref.ntxent(e, y, 0.5),
-    ),
 ]
 IDS = [c[0] for c in CASES]
 
 
 @pytest.mark.parametrize(("name", "call", "args", "reference"), CASES, ids=IDS)
-def test_losses_classification_match_float64_reference(
-    jit, name, call, args, reference
+def test_losses_classification_eager_matches_float64_reference(
+    name, call, args, reference
 ):
-    out = jit(functools.partial(call, G))(*args)
+    out = call(G, *args)
     assert out.dtype == jnp.float32, name
     np.testing.assert_allclose(out, reference(*args), rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.usefixtures("standard_promotion")
 @pytest.mark.parametrize(("name", "call", "args", "reference"), CASES, ids=IDS)
-def test_losses_classification_value_and_grad_match_optax(name, call, args, reference):
-    del name, reference
+def test_losses_classification_jit_matches_reference_and_optax_value_and_grad(
+    name, call, args, reference
+):
+    def value_and_grad(losses, *a):
+        total = lambda first, *rest: jnp.sum(call(losses, first, *rest))
+        return call(losses, *a), jax.grad(total)(*a)
 
-    def value_and_grad(losses):
-        def total(first, *rest):
-            return jnp.sum(call(losses, first, *rest))
-
-        return jax.jit(lambda *a: (call(losses, *a), jax.grad(total)(*a)))
-
-    ours, theirs = value_and_grad(G)(*args), value_and_grad(optax.losses)(*args)
+    both = jax.jit(lambda *a: (value_and_grad(G, *a), value_and_grad(optax.losses, *a)))
+    ours, theirs = both(*args)
+    assert ours[0].dtype == jnp.float32, name
+    np.testing.assert_allclose(ours[0], reference(*args), rtol=2e-5, atol=2e-5)
     chex.assert_trees_all_close(ours[0], theirs[0], rtol=1e-6, atol=2e-6)
     chex.assert_trees_all_close(ours[1], theirs[1], rtol=1e-5, atol=1e-6)
 

@@ -77,7 +77,7 @@ def class_labels(fn: str, labels: Any, num_classes: int, rows: Any = None) -> No
             it is True are checked (masked rows may hold any placeholder, e.g. -1).
     """
     values = _concrete(labels)
-    if values is None or (rows is not None and isinstance(rows, jax.core.Tracer)):
+    if values is None:
         return
     if rows is not None:
         values = values[np.broadcast_to(np.asarray(rows, bool), values.shape)]

@@ -23,8 +23,8 @@ def _expand_where(where: ArrayLike | None, ndim: int, axis: Axis) -> jax.Array |
     if where is None:
         return None
     where = jnp.asarray(where)
-    if where.ndim != ndim:
-        where = jnp.expand_dims(where, axis)  # pyright: ignore[reportArgumentType]
+    if where.ndim != ndim and axis is not None:
+        where = jnp.expand_dims(where, axis)
     return where
 
 
@@ -162,8 +162,10 @@ def softmax_cross_entropy_with_integer_labels(
     labels_arr = _checks.integer(fn, "labels", labels)
     class_axes = _checks.axes(axis, logits.ndim, fn)
     n = _checks.size_of(logits.shape, class_axes)
-    rows = _checks.row_mask(raw_where, logits.ndim, class_axes)
-    _checks.class_labels(fn, labels, n, rows if raw_where is not None else None)
+    if raw_where is None:
+        _checks.class_labels(fn, labels, n)
+    elif (rows := _checks.row_mask(raw_where, logits.ndim, class_axes)) is not None:
+        _checks.class_labels(fn, labels, n, rows)  # only the included examples
     where = _expand_where(where, logits.ndim, axis)
     flat = _classes_last(logits, class_axes)
     flat_where = None if where is None else _classes_last(where, class_axes)
