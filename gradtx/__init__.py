@@ -397,6 +397,19 @@ from gradtx.tree import map_params as tree_map_params
 
 # --- drop-in: losses, classification and divergences (begin) ---
 # isort: split
+from gradtx.losses import (
+    convex_kl_divergence,
+    generalized_kl_divergence,
+    hinge_loss,
+    kl_divergence,
+    ntxent,
+    safe_softmax_cross_entropy,
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    smooth_labels,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+)
 
 # --- drop-in: losses, classification and divergences (end) ---
 

@@ -7,7 +7,54 @@ functions.
 """
 
 # --- losses: classification and divergences (begin) ---
-_CLASSIFICATION: list[str] = []
+from gradtx.losses._classification import (
+    poly_loss_cross_entropy,
+    safe_softmax_cross_entropy,
+    smooth_labels,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+)
+from gradtx.losses._divergences import (
+    convex_kl_divergence,
+    generalized_kl_divergence,
+    kl_divergence,
+    kl_divergence_with_log_targets,
+)
+from gradtx.losses._margin import (
+    hinge_loss,
+    make_fenchel_young_loss,
+    multiclass_hinge_loss,
+    multiclass_perceptron_loss,
+    multiclass_sparsemax_loss,
+    perceptron_loss,
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    sparsemax_loss,
+)
+from gradtx.losses._ranking import ntxent, ranking_softmax_loss
+
+_CLASSIFICATION: list[str] = [
+    "convex_kl_divergence",
+    "generalized_kl_divergence",
+    "hinge_loss",
+    "kl_divergence",
+    "kl_divergence_with_log_targets",
+    "make_fenchel_young_loss",
+    "multiclass_hinge_loss",
+    "multiclass_perceptron_loss",
+    "multiclass_sparsemax_loss",
+    "ntxent",
+    "perceptron_loss",
+    "poly_loss_cross_entropy",
+    "ranking_softmax_loss",
+    "safe_softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "smooth_labels",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+    "sparsemax_loss",
+]
 # --- losses: classification and divergences (end) ---
 
 # --- losses: regression, similarity, CTC, dice (begin) ---
