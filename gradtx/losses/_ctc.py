@@ -50,8 +50,12 @@ def _check_blank_id(fn: str, blank_id, num_classes: int) -> None:
         )
 
 
-def _forward(logp, logit_paddings, labels, blank_id, log_epsilon):
-    """Runs the alpha recursion over time; returns the final and per-frame alphas."""
+# Jitted once per shape, so that eager calls do not re-trace the scan every time.
+@jax.jit
+def _forward(logits, logit_paddings, labels, label_paddings, blank_id, log_epsilon):
+    """Returns the loss and the per-frame alphas (the last blank row finalized)."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    logit_paddings = logit_paddings.astype(logp.dtype)
     b, _, _ = logp.shape
     n = labels.shape[1]
     dtype = logp.dtype
@@ -98,7 +102,10 @@ def _forward(logp, logit_paddings, labels, blank_id, log_epsilon):
     # "n labels emitted" at the end: in the blank after label n, or on label n.
     final = jnp.logaddexp(last_blank, jnp.concatenate([eps_col, last_label], axis=1))
     final = final.at[:, 0].set(last_blank[:, 0])
-    return final, hist_blank, hist_label
+    hist_blank = hist_blank.at[-1].set(final)
+    num_labels = jnp.sum(label_paddings < 0.5, axis=1)
+    loss = -jnp.take_along_axis(final, num_labels[:, None], axis=1)[:, 0]
+    return loss, hist_blank, hist_label
 
 
 def ctc_loss_with_forward_probs(
@@ -155,14 +162,9 @@ def ctc_loss_with_forward_probs(
     _check_shapes(fn, logits, logit_paddings, labels, label_paddings)
     _check_blank_id(fn, blank_id, logits.shape[2])
     check_range(fn, "log_epsilon", log_epsilon, high=0.0, high_open=True)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    final, hist_blank, hist_label = _forward(
-        logp, logit_paddings.astype(logp.dtype), labels, blank_id, log_epsilon
+    return _forward(
+        logits, logit_paddings, labels, label_paddings, blank_id, log_epsilon
     )
-    hist_blank = hist_blank.at[-1].set(final)
-    num_labels = jnp.sum(label_paddings < 0.5, axis=1)
-    loss = -jnp.take_along_axis(final, num_labels[:, None], axis=1)[:, 0]
-    return loss, hist_blank, hist_label
 
 
 def ctc_loss(

@@ -120,7 +120,7 @@ def dice_loss(
                 f"gradtx.{fn}: class_weights must have shape ({p.shape[-1]},), "
                 f"got {weights.shape}"
             )
-        loss = loss * weights
+        loss = loss * jnp.broadcast_to(weights, loss.shape)
     if ignore_background:
         if loss.shape[-1] < 2:  # optax 0.2.8 returns a NaN mean over no class
             raise HyperparameterError(

@@ -30,6 +30,7 @@ def _difference(fn: str, predictions: ArrayLike, targets: ArrayLike | None):
     # promotion); floating targets promote as jnp arithmetic does, like optax.
     if not jnp.issubdtype(t.dtype, jnp.inexact):
         t = t.astype(p.dtype)
+    p, t = jnp.broadcast_arrays(p, t)
     return p - t
 
 
