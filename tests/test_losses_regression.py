@@ -394,6 +394,16 @@ def test_generalized_dice_matches_reference(kw, jit):
     assert np.all(np.isfinite(grad))
 
 
+def test_generalized_dice_weight_floor_for_a_nearly_absent_class():
+    # Class 1's squared mass (4e-8) is of the order of the 1e-7 floor in the weights.
+    p, t = _segmentation(16, (2, 6, 3))
+    t = t * jnp.array([[[1.0, 5e-5, 0.0]]])  # and class 2 absent
+    got = losses.multiclass_generalized_dice_loss(p, t)
+    _close(got, ref.generalized_dice(np.asarray(p), np.asarray(t)), rtol=2e-6)
+    want = _optax("multiclass_generalized_dice_loss", p, t)
+    _close(got, np.asarray(want), rtol=1e-6)
+
+
 def test_dice_losses_reject_bad_arguments():
     p, t = _segmentation(15)
     with pytest.raises(gradtx.HyperparameterError, match=r"reduction must be one of"):
