@@ -279,6 +279,15 @@ def test_ctc_gradient_is_finite_zero_on_padded_frames_and_matches_optax():
     _close(grad, np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
+def test_ctc_bfloat16_logits_run_in_float32_and_keep_their_dtype():
+    args = _ctc_args(_ctc_batch(10, b=3, t=40, k=6, n=8))
+    logits16 = args[0].astype(jnp.bfloat16)
+    loss, a_blank, a_label = losses.ctc_loss_with_forward_probs(logits16, *args[1:])
+    assert {loss.dtype, a_blank.dtype, a_label.dtype} == {jnp.dtype(jnp.bfloat16)}
+    want = losses.ctc_loss(logits16.astype(jnp.float32), *args[1:])
+    _close(loss, np.asarray(want), rtol=1e-2, atol=0)  # one bf16 rounding at the end
+
+
 def test_ctc_all_labels_padded_is_minus_sum_of_blank_log_probs():
     logits = jnp.asarray(_rng(8).normal(size=(1, 4, 3)), jnp.float32)
     loss = losses.ctc_loss(

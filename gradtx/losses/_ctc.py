@@ -54,6 +54,11 @@ def _check_blank_id(fn: str, blank_id, num_classes: int) -> None:
 @jax.jit
 def _forward(logits, logit_paddings, labels, label_paddings, blank_id, log_epsilon):
     """Returns the loss and the per-frame alphas (the last blank row finalized)."""
+    # The recursion runs in float32 or wider (a bf16 sum of many frames drifts);
+    # the outputs come back in the logits' dtype.
+    out_dtype = logits.dtype
+    if jnp.finfo(out_dtype).bits < 32:
+        logits = logits.astype(jnp.float32)
     logp = jax.nn.log_softmax(logits, axis=-1)
     logit_paddings = logit_paddings.astype(logp.dtype)
     b, _, _ = logp.shape
@@ -105,7 +110,11 @@ def _forward(logits, logit_paddings, labels, label_paddings, blank_id, log_epsil
     hist_blank = hist_blank.at[-1].set(final)
     num_labels = jnp.sum(label_paddings < 0.5, axis=1)
     loss = -jnp.take_along_axis(final, num_labels[:, None], axis=1)[:, 0]
-    return loss, hist_blank, hist_label
+    return (
+        loss.astype(out_dtype),
+        hist_blank.astype(out_dtype),
+        hist_label.astype(out_dtype),
+    )
 
 
 def ctc_loss_with_forward_probs(
