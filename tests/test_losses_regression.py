@@ -27,9 +27,11 @@ NAMES = (
 
 
 def _optax(name, *args, **kw):
-    """Calls `optax.losses.<name>` with the standard promotion rules it relies on."""
+    """Calls `optax.losses.<name>`, jitted (fewer compiles than eager op by op), with
+    the standard promotion rules it relies on."""
+    fn = getattr(optax.losses, name)
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
-        return getattr(optax.losses, name)(*args, **kw)
+        return jax.jit(lambda *a: fn(*a, **kw))(*args)
 
 
 def _rng(seed=0):
@@ -285,7 +287,7 @@ def test_ctc_bfloat16_logits_run_in_float32_and_keep_their_dtype():
     loss, a_blank, a_label = losses.ctc_loss_with_forward_probs(logits16, *args[1:])
     assert {loss.dtype, a_blank.dtype, a_label.dtype} == {jnp.dtype(jnp.bfloat16)}
     want = losses.ctc_loss(logits16.astype(jnp.float32), *args[1:])
-    _close(loss, np.asarray(want), rtol=1e-2, atol=0)  # one bf16 rounding at the end
+    _close(loss, np.asarray(want), rtol=5e-3, atol=0)  # one bf16 rounding at the end
 
 
 def test_ctc_all_labels_padded_is_minus_sum_of_blank_log_probs():
@@ -343,7 +345,7 @@ def test_dice_losses_match_optax():
             kw = {**kw, "class_weights": jnp.asarray(kw["class_weights"])}
         want = np.asarray(_optax("dice_loss", p, t, **kw))
         _close(losses.dice_loss(p, t, **kw), want, rtol=1e-6)
-    for shape in DICE_SHAPES:
+    for shape in [(2, 7, 1), (2, 7)]:  # a sigmoid channel; no spatial axis
         q, u = _segmentation(11, shape)
         want = np.asarray(_optax("dice_loss", q, u, reduction="none"))
         _close(losses.dice_loss(q, u, reduction="none"), want, rtol=1e-6)
