@@ -415,6 +415,16 @@ from gradtx.losses import (
 
 # --- drop-in: losses, regression, similarity, CTC, dice (begin) ---
 # isort: split
+from gradtx.losses import (
+    cosine_distance,
+    cosine_similarity,
+    ctc_loss,
+    ctc_loss_with_forward_probs,
+    huber_loss,
+    l2_loss,
+    log_cosh,
+    squared_error,
+)
 
 # --- drop-in: losses, regression, similarity, CTC, dice (end) ---
 
