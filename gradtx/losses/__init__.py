@@ -72,6 +72,7 @@ from gradtx.losses._regression import (  # noqa: E402
     log_cosh,
     squared_error,
 )
+from gradtx.losses._triplet import triplet_margin_loss  # noqa: E402
 
 _REGRESSION: list[str] = [
     "binary_dice_loss",
@@ -85,6 +86,7 @@ _REGRESSION: list[str] = [
     "log_cosh",
     "multiclass_generalized_dice_loss",
     "squared_error",
+    "triplet_margin_loss",
 ]
 # --- losses: regression, similarity, CTC, dice (end) ---
 
