@@ -24,14 +24,17 @@ INT32_MAX = np.iinfo(np.int32).max
 def safe_int32_increment(count: ArrayLike) -> jax.Array:
     """Adds one to an int32 counter, saturating at `2**31 - 1` instead of wrapping.
 
+    As in optax (where it is `safe_increment`), a counter of another integer or
+    floating dtype is accepted and saturates at its own dtype's maximum.
+
     Args:
-        count: A scalar int32 array.
+        count: A counter, normally a scalar int32 array.
 
     Returns:
-        `count + 1`, or `count` once it has reached the int32 maximum.
+        `count + 1` in `count`'s dtype, or `count` once it has reached its maximum.
 
     Raises:
-        TypeError: If `count` is not int32.
+        HyperparameterError: If `count` is neither integer nor floating (e.g. bool).
 
     Example:
         >>> import gradtx, jax.numpy as jnp
@@ -40,9 +43,7 @@ def safe_int32_increment(count: ArrayLike) -> jax.Array:
     """
     count = jnp.asarray(count)
     if count.dtype != jnp.int32:
-        raise TypeError(
-            f"gradtx.safe_int32_increment: count must be int32, got {count.dtype}"
-        )
+        return safe_increment(count)
     return jnp.where(count < INT32_MAX, count + jnp.int32(1), jnp.int32(INT32_MAX))
 
 

@@ -163,15 +163,21 @@ def test_named_chain_rejects_duplicate_names():
 # --- safe_int32_increment and global_norm ---
 
 
-def test_safe_int32_increment_saturates_and_checks_dtype(jit):
+def test_safe_int32_increment_saturates_and_accepts_optax_dtypes(jit):
     top = 2**31 - 1
     inc = jit(gradtx.safe_int32_increment)
     assert int(inc(jnp.asarray(0, jnp.int32))) == 1
     assert int(inc(jnp.asarray(top - 1, jnp.int32))) == top
     assert int(inc(jnp.asarray(top, jnp.int32))) == top
     assert inc(jnp.asarray(top, jnp.int32)).dtype == jnp.int32
-    with pytest.raises(TypeError, match="int32"):
-        gradtx.safe_int32_increment(jnp.asarray(0.0, jnp.float32))
+    # optax's safe_int32_increment is its safe_increment: other dtypes saturate at
+    # their own maximum.
+    for count in (jnp.asarray(2.0, jnp.float32), jnp.asarray(127, jnp.int8)):
+        ours, theirs = inc(count), optax.safe_int32_increment(count)
+        assert ours.dtype == theirs.dtype == count.dtype
+        assert float(ours) == float(theirs)
+    with pytest.raises(gradtx.HyperparameterError, match="count"):
+        gradtx.safe_int32_increment(jnp.asarray(True))
 
 
 def test_global_norm_matches_numpy_and_accumulates_low_precision_in_f32(jit):
