@@ -461,4 +461,6 @@ from gradtx.microbatching import microbatch
 
 # --- drop-in: second_order, perturbations, assignment, microbatching (end) ---
 
+from gradtx import experimental  # isort: skip  (optax.experimental, as in optax)
+
 __version__ = "0.1.0.dev0"
