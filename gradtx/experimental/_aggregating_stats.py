@@ -23,7 +23,7 @@ from gradtx import _tree_math
 from gradtx._base import GradientTransformation, identity, init_empty_state
 from gradtx._combine import chain
 from gradtx._errors import HyperparameterError, MissingValueError, TreeMismatchError
-from gradtx._numerics import safe_int32_increment
+from gradtx._numerics import compute_dtype, safe_int32_increment
 from gradtx._types import OptState, PyTree
 from gradtx._validate import check_decay, check_positive_int
 from gradtx.experimental._aggregator import Aggregator, process
@@ -112,7 +112,7 @@ def _batch_stats(per_elt_updates: PyTree, axis: Any) -> tuple[PyTree, PyTree]:
 
 def get_per_element_mean_and_sum_sq_diff_grads(
     per_elt_axis: int | Sequence[int] = 0, accumulation_steps: int = 1
-) -> Any:
+) -> Aggregator:
     """Aggregates per-element updates into their mean and sum of squared deviations.
 
     `update` returns `(mean, {"sum_sq_diff_grads": M2, "sample_size": n})`, so use
@@ -133,6 +133,14 @@ def get_per_element_mean_and_sum_sq_diff_grads(
 
     Raises:
         HyperparameterError: If `per_elt_axis` or `accumulation_steps` is invalid.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.experimental import aggregating
+        >>> agg = aggregating.get_per_element_mean_and_sum_sq_diff_grads()
+        >>> (mean, aux), _ = agg.update(jnp.array([[1.0], [3.0]]), agg.init(None))
+        >>> mean, aux["sum_sq_diff_grads"], aux["sample_size"]
+        (Array([2.], dtype=float32), Array([2.], dtype=float32), 2)
 
     References:
         Chan, Golub, LeVeque, "Algorithms for computing the sample variance" (1983).
@@ -163,23 +171,22 @@ def get_per_element_mean_and_sum_sq_diff_grads(
         size = get_batch_size_from_per_elt_updates(per_elt_updates, axis)
         batch_mean, batch_sq = _batch_stats(per_elt_updates, axis)
         k = state.micro_step + 1
-        # n_a * n_b / (n_a + n_b) with n_a = (k - 1) * size and n_b = size.
-        weight = state.micro_step.astype(jnp.float32) * size / k.astype(jnp.float32)
-
         delta = jax.tree.map(jnp.subtract, batch_mean, state.mean_grads)
-        mean = jax.tree.map(
-            lambda m, d: (m + d / k.astype(d.dtype)).astype(m.dtype),
-            state.mean_grads,
-            delta,
-        )
-        sq = jax.tree.map(
-            lambda a, b, d: (a + b + jnp.square(d) * weight.astype(d.dtype)).astype(
-                a.dtype
-            ),
-            state.sum_sq_diff_grads,
-            batch_sq,
-            delta,
-        )
+
+        def merge_mean(m, d):
+            return (m + d / k.astype(d.dtype)).astype(m.dtype)
+
+        def merge_sq(a, b, d):
+            # Chan et al.'s cross term delta**2 * n_a * n_b / (n_a + n_b), with
+            # n_a = (k - 1) * size and n_b = size; the weight in at least float32.
+            wdt = compute_dtype(d.dtype)
+            weight = state.micro_step.astype(wdt) * size / k.astype(wdt)
+            return (
+                a + b + (jnp.square(d.astype(wdt)) * weight).astype(d.dtype)
+            ).astype(a.dtype)
+
+        mean = jax.tree.map(merge_mean, state.mean_grads, delta)
+        sq = jax.tree.map(merge_sq, state.sum_sq_diff_grads, batch_sq, delta)
         done = k == accumulation_steps
         out = (mean, {"sum_sq_diff_grads": sq, "sample_size": k * size})
         new_state = PerElementMeanAndSumSqDiffGradsState(
@@ -225,6 +232,15 @@ def track_per_element_mean_and_variance_with_ema(
     Raises:
         HyperparameterError: If a concrete `ema_decay` is outside [0, 1).
         MissingValueError: If `update` is called without the two keyword arguments.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.experimental import aggregating
+        >>> tx = aggregating.track_per_element_mean_and_variance_with_ema(0.5)
+        >>> aux = {"sum_sq_diff_grads": jnp.array([6.0]), "sample_size": 4}
+        >>> _, state = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)), **aux)
+        >>> state.mean_grads_ema, state.variance_grads_ema
+        (Array([1.], dtype=float32), Array([1.], dtype=float32))
     """
     fn = f"{_MODULE}.track_per_element_mean_and_variance_with_ema"
     check_decay(fn, "ema_decay", ema_decay)
@@ -279,6 +295,15 @@ def get_unbiased_mean_and_variance_ema(state: OptState) -> tuple[PyTree, PyTree]
 
     Raises:
         ValueError: If `state` holds no `PerElementMeanAndVarianceEMAState`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.experimental import aggregating
+        >>> state = aggregating.PerElementMeanAndVarianceEMAState(
+        ...     jnp.asarray(1), jnp.asarray(0.5), jnp.array([1.0]), jnp.array([2.0])
+        ... )
+        >>> aggregating.get_unbiased_mean_and_variance_ema(state)
+        (Array([2.], dtype=float32), Array([4.], dtype=float32))
     """
     ema = _tree_get(state, "PerElementMeanAndVarianceEMAState", None)
     if ema is None:
@@ -304,7 +329,7 @@ def add_mean_variance_to_opt(
     ema_decay: ArrayLike = 0.9,
     per_elt_axis: int | list[int] = 0,
     accumulation_steps: int = 1,
-) -> Any:
+) -> Aggregator:
     """Wraps `opt` so that it also tracks per-element gradient mean and variance.
 
     The result takes per-example gradients, feeds their (microbatch-accumulated)
