@@ -405,8 +405,12 @@ def test_state_keeps_structure_and_dtypes_in_scan(make, per_element, dtype):
         stacked = jax.tree.map(lambda x: x[:, 0], stacked)
     state = tx.init(params)
 
+    chex.assert_trees_all_equal_shapes_and_dtypes(
+        jax.eval_shape(tx.init, params), state
+    )
+
     def step(s, g):
-        out, s = tx.update(g, s)
+        out, s = tx.update(g, s, None, unknown_extra_argument=1.0)  # ignored
         return s, out
 
     final, outs = jax.lax.scan(step, state, stacked)
