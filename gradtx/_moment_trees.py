@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from gradtx import _numerics
+from gradtx._tree import is_none as _is_none
 from gradtx._types import Updates
 
 
@@ -32,10 +33,6 @@ def _ema_tree(
         return fn(g.astype(dtype), t.astype(dtype)).astype(t.dtype)
 
     return jax.tree.map(leaf, updates, moments, is_leaf=_is_none)
-
-
-def _is_none(x: Any) -> bool:
-    return x is None
 
 
 def _as(h: ArrayLike, x: jax.Array) -> jax.Array:

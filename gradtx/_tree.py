@@ -122,13 +122,19 @@ def replicated(x: jax.Array) -> jax.Array:
 
 
 def zeros_like(tree: Any, dtype: Any = None) -> Any:
-    """Zeros shaped like each leaf of `tree`, in `dtype` or the leaf's own dtype."""
-    return jax.tree.map(lambda x: filled(x, 0, dtype or x.dtype), tree)
+    """Zeros shaped (and placed) like each leaf, in `dtype` or the leaf's own dtype.
+
+    Also `gradtx.tree.zeros_like` (optax's signature).
+    """
+    return jax.tree.map(lambda x: filled(x, 0, dtype), tree)
 
 
-def full_like(tree: Any, value: Any, dtype: Any = None) -> Any:
-    """`value` broadcast to each leaf of `tree`, in `dtype` or the leaf's dtype."""
-    return jax.tree.map(lambda x: filled(x, value, dtype or x.dtype), tree)
+def full_like(tree: Any, fill_value: Any, dtype: Any = None) -> Any:
+    """`fill_value` shaped (and placed) like each leaf, in `dtype` or the leaf's.
+
+    Also `gradtx.tree.full_like` (optax's signature).
+    """
+    return jax.tree.map(lambda x: filled(x, fill_value, dtype), tree)
 
 
 def squares_like(tree: Any, value: Any = 0, dtype: Any = None) -> Any:

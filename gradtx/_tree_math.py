@@ -22,8 +22,8 @@ from jax.typing import ArrayLike, DTypeLike
 from gradtx import _numerics
 from gradtx._errors import HyperparameterError
 from gradtx._tree import filled as _filled
-
-_is_none = lambda x: x is None
+from gradtx._tree import full_like, zeros_like  # noqa: F401 (re-exported)
+from gradtx._tree import is_none as _is_none
 
 
 def _wide(x: Any) -> jax.Array:
@@ -283,19 +283,9 @@ def batch_shape(tree: Any, shape: tuple[int, ...] = ()) -> Any:
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (*shape, *jnp.shape(x))), tree)
 
 
-def zeros_like(tree: Any, dtype: DTypeLike | None = None) -> Any:
-    """Returns zeros shaped (and placed) like each leaf, in `dtype` or its own."""
-    return jax.tree.map(lambda x: _filled(x, 0, dtype), tree)
-
-
 def ones_like(tree: Any, dtype: DTypeLike | None = None) -> Any:
     """Returns ones shaped (and placed) like each leaf, in `dtype` or its own."""
     return jax.tree.map(lambda x: _filled(x, 1, dtype), tree)
-
-
-def full_like(tree: Any, fill_value: ArrayLike, dtype: DTypeLike | None = None) -> Any:
-    """Returns `fill_value` shaped (and placed) like each leaf."""
-    return jax.tree.map(lambda x: _filled(x, fill_value, dtype), tree)
 
 
 def clip(

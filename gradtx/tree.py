@@ -25,6 +25,7 @@ from gradtx._moment_trees import (
 )
 from gradtx._tree import children as _plain_children
 from gradtx._tree import entry_name as _name
+from gradtx._tree import full_like, zeros_like
 from gradtx._tree import is_namedtuple as _is_namedtuple
 from gradtx._tree import rebuild as _rebuild
 from gradtx._tree_cast import (
@@ -44,7 +45,6 @@ from gradtx._tree_math import (
     clip,
     conj,
     div,
-    full_like,
     max,
     min,
     mul,
@@ -57,7 +57,6 @@ from gradtx._tree_math import (
     sum,
     vdot,
     where,
-    zeros_like,
 )
 
 __all__ = [
