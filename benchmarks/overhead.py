@@ -8,7 +8,9 @@ state and grads pytrees, checking the jit cache, handling donated buffers) and t
 launch of the compiled program's kernels. Two optimizers: `adamw(1e-3,
 weight_decay=0.1)` and the canonical chain (clip + adam + decayed weights + warmup
 cosine learning rate). Rows: optax on the tree, gradtx on the tree, gradtx on the flat
-layout (`gradtx.flat`: params, grads and state are one 1-D buffer per dtype). Each
+layout (`gradtx.flat`: params, grads and state are one 1-D buffer per dtype), and
+both again with `gradtx.make_step(tx, fused=True)` where its native CPU kernel builds
+(otherwise a header line says why those rows are missing). Each
 call is timed alone, with `jax.block_until_ready`; the three rows are interleaved (the
 order rotates every round). Printed: the median microseconds per step (blocked and
 pipelined, see below) and the ratio to optax. The issue target is <= 0.4x optax.
@@ -40,6 +42,9 @@ import optax
 import gradtx
 
 ROWS = ("optax (tree)", "gradtx (tree)", "gradtx (flat)", "floor: sgd (flat)")
+FUSED_OK, FUSED_WHY = gradtx._kernels.load()
+if FUSED_OK:  # make_step(tx, fused=True): gradtx's native one-pass CPU kernel
+    ROWS = (*ROWS, "gradtx fused (tree)", "gradtx fused (flat)")
 
 
 def optimizers(lib) -> dict:
@@ -57,7 +62,10 @@ def prepare(row: str, name: str, params, grads, flat_params, flat_grads):
     p = jax.tree.map(jnp.copy, p)  # donated below: keep the caller's arrays alive
     tx = gradtx.sgd(1e-3) if row.startswith("floor") else optimizers(lib)[name]()
     carry = {"params": p, "state": tx.init(p)}
-    step = jax.jit(_trees.make_step(lib, tx), donate_argnums=(0, 1))
+    if "fused" in row:
+        step = gradtx.make_step(tx, fused=True)
+    else:
+        step = jax.jit(_trees.make_step(lib, tx), donate_argnums=(0, 1))
 
     def run(k: int = 1):
         for _ in range(k):
@@ -97,6 +105,8 @@ def main() -> None:
     torch_threads = torch.get_num_threads() if torch is not None else 0
     print(_trees.header())
     print(_trees.torch_line(torch))
+    if not FUSED_OK:
+        print(f"no gradtx fused rows: {FUSED_WHY}")
     print(
         f"tree: {args.leaves} float32 leaves of {args.size} elements; flat: "
         f"{len(flat_params)} buffer(s); CPU async dispatch "

@@ -8,6 +8,10 @@ the median ms per step of each, their ratio gradtx / optax (below 1: gradtx fast
 the interquartile range of the per-pair ratios (a noise gauge), the compile times,
 and the largest param difference between the two libraries after the run.
 
+A third column times gradtx's `make_step(tx, fused=True)` (one in-place pass per leaf
+through gradtx's native CPU kernel, built on first use with the system C++ compiler);
+it is left out, with a line saying why, where the kernel cannot be built.
+
 When `import torch` works, `torch.optim.AdamW` equivalents (`_trees.TorchAdamW`:
 fused, or foreach where this torch has no fused kernel; with `clip_grad_norm_` and a
 `LambdaLR` warmup-cosine learning rate for the chain) run on copies of the same
@@ -43,6 +47,8 @@ import optax
 import gradtx
 
 LIBS = {"gradtx": gradtx, "optax": optax}
+FUSED_OK, FUSED_WHY = gradtx._kernels.load()
+VARIANTS = {"gradtx": gradtx, "fused": gradtx, "optax": optax} if FUSED_OK else LIBS
 
 
 def optimizers(lib) -> dict:
@@ -69,13 +75,17 @@ def jitted_step(lib, tx):
 
 
 def prepare(lib_name: str, name: str, shapes: dict, grads, hlo_dir) -> dict:
-    """Builds, compiles and warms up one library's step; returns its run record."""
-    lib = LIBS[lib_name]
+    """Builds, compiles and warms up one variant's step; returns its run record."""
+    lib = VARIANTS[lib_name]
     tx = optimizers(lib)[name]()
     params = _trees.random_tree(shapes, jax.random.key(0))
     state = tx.init(params)
     t0 = time.perf_counter()
-    compiled = jitted_step(lib, tx).lower(params, state, grads).compile()
+    if lib_name == "fused":
+        jitted = gradtx.make_step(tx, fused=True)
+    else:
+        jitted = jitted_step(lib, tx)
+    compiled = jitted.lower(params, state, grads).compile()
     compile_s = time.perf_counter() - t0
     if hlo_dir is not None:
         tag = name.split("(")[0].split("+")[0]
@@ -98,7 +108,8 @@ def bench(
     grads is warmed up once and timed in the same rounds (the order rotates).
     """
     runs = {
-        lib_name: prepare(lib_name, name, shapes, grads, hlo_dir) for lib_name in LIBS
+        lib_name: prepare(lib_name, name, shapes, grads, hlo_dir)
+        for lib_name in VARIANTS
     }
 
     def advance(r):
@@ -126,10 +137,21 @@ def bench(
         "compile_s": {k: r["compile_s"] for k, r in runs.items()},
         "max_diff": max(float(d) for d in jax.tree.leaves(diffs)),
     }
+    if "fused" in runs:
+        fused_diffs = jax.tree.map(
+            lambda a, b: jnp.max(jnp.abs(a - b)),
+            runs["fused"]["params"],
+            runs["gradtx"]["params"],
+        )
+        out["fused_pair_iqr"] = pair_iqr(ms["fused"], ms["optax"])
+        out["fused_max_diff"] = max(float(d) for d in jax.tree.leaves(fused_diffs))
     if torch is not None:
         out["torch"] = {
             "name": torch_run.name,
             "pair_iqr": pair_iqr(ms["gradtx"], ms["torch"]),
+            "fused_pair_iqr": (
+                pair_iqr(ms["fused"], ms["torch"]) if "fused" in ms else None
+            ),
             "max_diff": torch_run.max_diff(runs["gradtx"]["params"]),
         }
     return out
@@ -162,6 +184,12 @@ def print_torch_rows(results: dict) -> None:
             f" {ms['gradtx'] / ms['torch']:12.2f} {iqr:>10}"
             f" {ms['optax'] / ms['torch']:11.2f} {t['max_diff']:8.1e}"
         )
+        if t["fused_pair_iqr"] is not None:
+            iqr = "{:.2f}-{:.2f}".format(*t["fused_pair_iqr"])
+            print(
+                f"{'  same, gradtx fused=True':26} {'':48} {'':9}"
+                f" {ms['fused'] / ms['torch']:12.2f} {iqr:>10}"
+            )
 
 
 def main() -> None:
@@ -195,7 +223,11 @@ def main() -> None:
     torch = _trees.import_torch()
     print(_trees.torch_line(torch))
     print(f"tree: {n_params / 1e6:.1f}M float32 params in {n_leaves} leaves")
-    print(f"median of {args.steps} interleaved steps after compile + 1 warmup step\n")
+    print(f"median of {args.steps} interleaved steps after compile + 1 warmup step")
+    if FUSED_OK:
+        print("gradtx fused=True: native CPU kernel built\n")
+    else:
+        print(f"no gradtx fused=True rows: {FUSED_WHY}\n")
 
     grads = _trees.random_tree(shapes, jax.random.key(1), scale=1e-2)
     header = (
@@ -213,6 +245,14 @@ def main() -> None:
             f"{name:26} {g:10.2f} {o:10.2f} {g / o:6.2f} {iqr:>10} {comp:>14}"
             f" {res['max_diff']:8.1e}"
         )
+        if "fused" in res["ms"]:
+            f = res["ms"]["fused"]
+            iqr = "{:.2f}-{:.2f}".format(*res["fused_pair_iqr"])
+            comp = "{fused:.1f}/{optax:.1f}".format(**res["compile_s"])
+            print(
+                f"{'  same, gradtx fused=True':26} {f:10.2f} {o:10.2f} {f / o:6.2f}"
+                f" {iqr:>10} {comp:>14} {res['fused_max_diff']:8.1e}"
+            )
     if torch is not None:
         print_torch_rows(results)
     if args.hlo is not None:

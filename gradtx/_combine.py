@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradtx import _fusion
 from gradtx._base import GradientTransformation, with_extra_args_support
 
 
@@ -43,7 +44,9 @@ def chain(*transforms: Any) -> GradientTransformation:
             new_state.append(s)
         return updates, tuple(new_state)
 
-    return GradientTransformation(init, update)
+    return _fusion.describe(
+        GradientTransformation(init, update), "chain", transforms=transforms
+    )
 
 
 def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradtx import _numerics, _tree, _validate
+from gradtx import _fusion, _numerics, _tree, _validate
 from gradtx._base import GradientTransformation
 from gradtx._numerics import abs_sq, like, moment, store
 
@@ -124,7 +124,10 @@ def scale_by_adam(
         u, mu, nu = _tree.unzip(out, updates, 3)
         return u, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
-    return GradientTransformation(init, update)
+    tx = GradientTransformation(init, update)
+    return _fusion.describe(
+        tx, "scale_by_adam", b1=b1, b2=b2, eps=eps, eps_root=eps_root, nesterov=nesterov
+    )
 
 
 def scale_by_amsgrad(

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradtx import _numerics, _tree, _validate
+from gradtx import _fusion, _numerics, _tree, _validate
 from gradtx._base import GradientTransformation, stateless, stateless_with_tree_map
 
 
@@ -83,7 +83,8 @@ def clip_by_global_norm(max_norm: ArrayLike) -> GradientTransformation:
 
         return jax.tree.map(leaf, updates)
 
-    return stateless(lambda u, _: clip_tree(u))
+    tx = stateless(lambda u, _: clip_tree(u))
+    return _fusion.describe(tx, "clip_by_global_norm", max_norm=max_norm)
 
 
 def clip_by_block_rms(threshold: ArrayLike) -> GradientTransformation:

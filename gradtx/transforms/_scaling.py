@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradtx import _numerics, _validate
+from gradtx import _fusion, _numerics, _validate
 from gradtx._base import GradientTransformation, stateless, stateless_with_tree_map
 from gradtx._types import ScalarOrSchedule, Schedule
 
@@ -50,7 +50,8 @@ def scale(step_size: ArrayLike) -> GradientTransformation:
         Array([-0.1, -0.1], dtype=float32)
     """
     _validate.check_range("scale", "step_size", step_size)
-    return stateless(lambda updates, _: _times(updates, step_size))
+    tx = stateless(lambda updates, _: _times(updates, step_size))
+    return _fusion.describe(tx, "scale", step_size=step_size)
 
 
 def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
@@ -89,7 +90,8 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
             count=_numerics.safe_int32_increment(state.count)
         )
 
-    return GradientTransformation(init, update)
+    tx = GradientTransformation(init, update)
+    return _fusion.describe(tx, "scale_by_schedule", step_size_fn=step_size_fn)
 
 
 def scale_by_learning_rate(

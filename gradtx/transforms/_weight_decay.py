@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _numerics, _tree, _validate
+from gradtx import _fusion, _numerics, _tree, _validate
 from gradtx._base import EmptyState, GradientTransformation
 from gradtx._types import MaskOrFn, ScalarOrSchedule
 
@@ -90,4 +90,7 @@ def add_decayed_weights(
         out = jax.tree.map(leaf, updates, params, full_mask, is_leaf=_tree.is_none)
         return out, new_state
 
-    return GradientTransformation(init, update)
+    tx = GradientTransformation(init, update)
+    return _fusion.describe(
+        tx, "add_decayed_weights", weight_decay=weight_decay, mask=mask
+    )
