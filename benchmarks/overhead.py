@@ -125,7 +125,7 @@ def main() -> None:
             "wakes its OpenMP threads for\nevery tensor, however small)\n"
         )
     head = (
-        f"{'optimizer':26} {'row':18} {'blocked us':>10} {'ratio':>6}"
+        f"{'optimizer':26} {'row':20} {'blocked us':>10} {'ratio':>6}"
         f" {'pipelined us':>12} {'ratio':>6} {'max|dp|':>8}"
     )
     print(head + "\n" + "-" * len(head))
@@ -168,7 +168,7 @@ def main() -> None:
             rp = "" if is_ref else f"{med_p[row] / med_p[ROWS[0]]:.2f}"
             dp = "" if row.startswith("floor") else f"{diff:8.1e}"
             print(
-                f"{name:26} {row:18} {med_b[row]:10.1f} {rb:>6}"
+                f"{name:26} {row:20} {med_b[row]:10.1f} {rb:>6}"
                 f" {med_p[row]:12.1f} {rp:>6} {dp:>8}"
             )
         for row in torch_rows:
