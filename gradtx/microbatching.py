@@ -10,6 +10,7 @@ sharded batch axis sharded); `CONCAT` puts the rows back in their original order
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,9 +52,28 @@ def _split_leaf(x: Any, microbatch_size: int, axis: int) -> jax.Array:
             f"gradtx.microbatching.reshape_batch_axis: microbatch_size must divide "
             f"the batch size {size}, got {microbatch_size}"
         )
+    shards = _explicit_shards(x, ax)
+    if microbatch_size % shards:
+        raise HyperparameterError(
+            "gradtx.microbatching.reshape_batch_axis: the batch axis is split over "
+            f"{shards} devices (explicit sharding), so microbatch_size must be a "
+            f"multiple of {shards}, got {microbatch_size}"
+        )
+    # Row b goes to [b % n, b // n]: the batch's shards stay whole along the
+    # microbatch axis (each microbatch takes rows from every device).
     parts = (microbatch_size, size // microbatch_size)
     x = x.reshape(x.shape[:ax] + parts + x.shape[ax + 1 :])
     return jnp.swapaxes(x, ax, ax + 1)
+
+
+def _explicit_shards(x: jax.Array, ax: int) -> int:
+    """How many ways axis `ax` of `x` is split, as its type says (Explicit meshes)."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is None or len(spec) <= ax or spec[ax] is None:
+        return 1
+    names = spec[ax] if isinstance(spec[ax], tuple) else (spec[ax],)
+    return math.prod(sharding.mesh.shape[n] for n in names)
 
 
 def reshape_batch_axis(tree: Any, microbatch_size: int, axis: int = 0) -> Any:
@@ -72,7 +92,8 @@ def reshape_batch_axis(tree: Any, microbatch_size: int, axis: int = 0) -> Any:
 
     Raises:
         HyperparameterError: If `microbatch_size` is not a positive divisor of the
-            batch size or `axis` is out of range.
+            batch size, `axis` is out of range, or (explicit sharding) the batch axis
+            is split over more devices than `microbatch_size` is a multiple of.
 
     Example:
         >>> import jax.numpy as jnp

@@ -343,39 +343,6 @@ def test_chains_record_their_blocks_without_changing_the_transform_type():
     ]
 
 
-def test_the_fused_step_is_not_used_for_params_split_over_devices():
-    # jax.device_count() is 1 in this process: the 8-device check runs in a subprocess.
-    code = """
-import jax, jax.numpy as jnp, gradtx
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
-if not gradtx._kernels.load()[0]:
-    print("SKIP"); raise SystemExit
-tx = gradtx.adamw(1e-2, weight_decay=0.1)
-fused = gradtx.make_step(tx, fused=True, donate=False)
-plain = gradtx.make_step(tx, donate=False)
-for kind in (AxisType.Explicit, AxisType.Auto):
-    mesh = jax.make_mesh((8,), ("x",), axis_types=(kind,))
-    put = lambda x: jax.device_put(x, NamedSharding(mesh, P("x")))
-    p, g = put(jnp.arange(64.0).reshape(8, 8)), put(jnp.ones((8, 8)))
-    s = tx.init(p)
-    a, b = plain(p, s, g), fused(p, s, g)
-    assert jnp.array_equal(a[0], b[0]), kind
-    assert b[0].sharding == a[0].sharding, (b[0].sharding, a[0].sharding)
-    assert "gradtx_adam_step" not in fused.lower(p, s, g).as_text()
-one = jnp.ones((8, 8))
-assert "gradtx_adam_step" in fused.lower(one, tx.init(one), one).as_text()
-print("OK")
-"""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    if out.stdout.strip() == "SKIP":
-        pytest.skip("no native kernel")
-    assert out.stdout.strip() == "OK"
-
-
 def test_nothing_warns_when_fused_is_off():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -29,7 +29,11 @@ import gradtx
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MULTIDEVICE = ROOT / "tests" / "multidevice"
-FILES = ["tests/multidevice/registry_sharding.py", "tests/multidevice/zero1_checks.py"]
+FILES = [
+    "tests/multidevice/registry_sharding.py",
+    "tests/multidevice/zero1_checks.py",
+    "tests/multidevice/step_and_batch_checks.py",
+]
 
 
 def _run_multidevice(marker: str) -> None:
