@@ -33,6 +33,7 @@ FILES = [
     "tests/multidevice/registry_sharding.py",
     "tests/multidevice/zero1_checks.py",
     "tests/multidevice/step_and_batch_checks.py",
+    "tests/multidevice/quantized_checks.py",
 ]
 
 

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gradtx import _tree
 
 
 def _means(n_fraction: int) -> np.ndarray:
@@ -101,6 +104,21 @@ def _buckets(signed: bool) -> tuple[np.ndarray, np.ndarray, int] | None:
     return first[:-1].astype(np.int32), mids, offset
 
 
+def _lookup(table: Any, idx: jax.Array) -> jax.Array:
+    """`table[idx]` (clipped), laid out like `idx`.
+
+    A plain `jnp.take` cannot tell where the result of a gather goes when `idx` is
+    split over an Explicit mesh (ZeRO-1 shards the codes), and JAX refuses it; the
+    table is small and replicated, so every device looks up its own shard.
+    """
+    table = jnp.asarray(table)
+    sharding = getattr(jax.typeof(idx), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is None or all(axis is None for axis in spec):
+        return jnp.take(table, idx, mode="clip")
+    return table.at[idx].get(mode="clip", out_sharding=sharding)
+
+
 def _nearest_code(x: jax.Array, table: np.ndarray) -> jax.Array:
     """Index of the nearest entry of the sorted `table` for each element of `x`.
 
@@ -116,7 +134,7 @@ def _nearest_code(x: jax.Array, table: np.ndarray) -> jax.Array:
     idx = jnp.where(jnp.float32(mids_np[step - 1]) < x, jnp.int32(step), jnp.int32(0))
     step //= 2
     while step >= 1:
-        take = jnp.take(mids, idx + (step - 1), mode="clip") < x
+        take = _lookup(mids, idx + (step - 1)) < x
         idx = jnp.where(take, idx + step, idx)
         step //= 2
     return idx
@@ -139,15 +157,35 @@ def _map_code(x: jax.Array, signed: bool) -> jax.Array:
         jax.lax.bitcast_convert_type(mag, jnp.uint32), jnp.uint32(_SHIFT)
     )
     key = jnp.minimum(key, jnp.uint32(_N_BUCKETS - 1)).astype(jnp.int32)
-    h = jnp.take(jnp.asarray(first), key, mode="clip")
-    h = h + (mag > jnp.take(jnp.asarray(mids), h, mode="clip")).astype(jnp.int32)
+    h = _lookup(first, key)
+    h = h + (mag > _lookup(mids, h)).astype(jnp.int32)
     if not signed:
         return h + offset
     return jnp.where(x < 0, jnp.maximum(offset - h, 0), offset + h)
 
 
+def _split_past_first_dim(x: jax.Array) -> Any:
+    """`x`'s Explicit `NamedSharding` if it splits a dim other than the first."""
+    sharding = _tree.explicit_sharding(x)
+    if sharding is None or all(entry is None for entry in tuple(sharding.spec)[1:]):
+        return None
+    return sharding
+
+
 def _blocks(x: jax.Array, block_size: int) -> jax.Array:
-    """`x` flattened, zero-padded and reshaped to `(n_blocks, block_size)`."""
+    """`x` flattened, zero-padded and reshaped to `(n_blocks, block_size)`.
+
+    Blocks run over the row-major flattening, which a split of the first dim keeps
+    local (a block that crosses a shard boundary is exchanged with the neighbour).
+    A split of a later dim (model parallelism on an Explicit mesh) interleaves the
+    shards in that order, so the leaf is gathered first: the numbers stay those of
+    one device, and `_unblock` puts the result back in place.
+    """
+    sharding = _split_past_first_dim(x)
+    if sharding is not None:
+        x = jax.sharding.reshard(
+            x, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        )
     flat = jnp.ravel(x)
     n_blocks = max(math.ceil(flat.size / block_size), 1)
     pad = n_blocks * block_size - flat.size
@@ -156,9 +194,12 @@ def _blocks(x: jax.Array, block_size: int) -> jax.Array:
     return flat.reshape(n_blocks, block_size)
 
 
-def _unblock(blocks: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def _unblock(blocks: jax.Array, shape: tuple[int, ...], like: Any = None) -> jax.Array:
+    """Inverts `_blocks`; `like` is the leaf `_blocks` took (its placement is kept)."""
     size = math.prod(shape)
-    return jnp.ravel(blocks)[:size].reshape(shape)
+    out = jnp.ravel(blocks)[:size].reshape(shape)
+    sharding = None if like is None else _split_past_first_dim(like)
+    return out if sharding is None else jax.sharding.reshard(out, sharding)
 
 
 def quantize(
@@ -174,7 +215,7 @@ def quantize(
     absmax = jnp.max(jnp.abs(blocks), axis=1)
     safe = jnp.where(absmax > 0, absmax, jnp.float32(1))
     idx = _map_code(blocks / safe[:, None], signed)
-    codes = _unblock(idx, x.shape)
+    codes = _unblock(idx, x.shape, like=x)
     if signed:
         return (codes - 128).astype(jnp.int8), absmax
     return codes.astype(jnp.uint8), absmax
@@ -185,5 +226,5 @@ def dequantize(codes: jax.Array, absmax: jax.Array, block_size: int) -> jax.Arra
     signed = codes.dtype == jnp.int8
     table = jnp.asarray(dynamic_map(signed))
     idx = codes.astype(jnp.int32) + (128 if signed else 0)
-    values = _blocks(jnp.take(table, idx, mode="clip"), block_size)
-    return _unblock(values * absmax[:, None], codes.shape)
+    values = _blocks(_lookup(table, idx), block_size)
+    return _unblock(values * absmax[:, None], codes.shape, like=codes)
