@@ -16,10 +16,12 @@ included. Every block before Adam multiplies the gradients by a
 scalar (`gain`); every block after it maps the direction `u` to `a u + b p` with
 scalars `a`, `b` per leaf (a weight-decay mask makes `b` differ between leaves).
 
-The step still calls `tx.update` itself: its new counters and schedule states are the
-ones returned, and its params, `mu` and `nu` stand in for the leaves the kernel does
-not take (not float32, empty, an element-wise mask). XLA removes what the kernel
-replaces as dead code. On platforms other than CPU the step is the jnp program.
+The kernel takes float32 params with float32 or bfloat16 moments. The step still
+calls `tx.update` itself: its new counters and schedule states are the ones
+returned, and its params, `mu` and `nu` stand in for the leaves the kernel does not
+take (other dtypes, empty, an element-wise mask, split over a mesh). XLA removes
+what the kernel replaces as dead code. On platforms other than CPU the step is the
+jnp program.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from gradtx._update import apply_updates
 _SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _GAIN_KINDS = ("clip_by_global_norm", "scale", "scale_by_schedule")
+_MOMENT_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 _AFFINE_KINDS = ("add_decayed_weights", "scale", "scale_by_schedule")
 
 
@@ -187,10 +190,10 @@ def _affine(
 
 
 def _kernel_leaf(g, scalars, p, m, v):
-    out = jax.ShapeDtypeStruct(p.shape, p.dtype)
+    out = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)
     call = jax.ffi.ffi_call(
         _kernels.ADAM_STEP_TARGET,
-        (out, out, out),
+        (out(p), out(m), out(v)),
         input_output_aliases={2: 0, 3: 1, 4: 2},
         vmap_method="sequential",
     )
@@ -202,7 +205,9 @@ def _eligible(g, p, m, v, b) -> bool:
     if any(not hasattr(x, "dtype") for x in arrays):
         return False
     return (
-        all(x.dtype == jnp.float32 for x in arrays)
+        g.dtype == p.dtype == jnp.float32
+        and m.dtype in _MOMENT_DTYPES
+        and v.dtype in _MOMENT_DTYPES
         and all(x.shape == p.shape for x in arrays)
         and p.size > 0
         and (b is None or jnp.ndim(b) == 0)

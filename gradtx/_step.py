@@ -38,13 +38,14 @@ def make_step(
         has_aux: `loss_fn` returns `(loss, aux)`.
         donate: Donate params and state (argument positions 0 and 1).
         fused: On CPU, run an Adam(W) chain as one in-place pass per float32 leaf
-            (a native kernel built on first use with the system C++ compiler):
-            28 instead of 40 bytes per parameter. `tx` must be `adam`, `adamw` or a
-            chain of `clip_by_global_norm`/`scale`/`scale_by_schedule`, one
-            `scale_by_adam(nesterov=False)`, then `add_decayed_weights`/`scale`/
-            `scale_by_learning_rate`. The state is the same as without fusion. Where
-            the kernel cannot be built, a `RuntimeWarning` says why and the step
-            runs the jnp program. Other platforms always run the jnp program.
+            with float32 or bfloat16 moments (a native kernel built on first use
+            with the system C++ compiler): 28 instead of 40 bytes per parameter.
+            `tx` must be `adam`, `adamw` or a chain of `clip_by_global_norm`/
+            `scale`/`scale_by_schedule`, one `scale_by_adam(nesterov=False)`, then
+            `add_decayed_weights`/`scale`/`scale_by_learning_rate`. The state is
+            the same as without fusion. Where the kernel cannot be built, a
+            `RuntimeWarning` says why and the step runs the jnp program. Other
+            platforms always run the jnp program.
 
     Returns:
         `step(params, state, grads, **extra_args) -> (params, state)` without `loss_fn`;
