@@ -211,14 +211,9 @@ def _eligible(g, p, m, v, b) -> bool:
         and all(x.shape == p.shape for x in arrays)
         and p.size > 0
         and (b is None or jnp.ndim(b) == 0)
-        and not any(_split_over_mesh(x) for x in arrays)
+        # Split over an Explicit mesh (the type says so): the kernel sees whole arrays.
+        and all(_tree.explicit_sharding(x) is None for x in arrays)
     )
-
-
-def _split_over_mesh(x) -> bool:
-    """Whether `x`'s type says it is split over mesh axes (Explicit sharding)."""
-    spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None)
-    return spec is not None and any(axis is not None for axis in spec)
 
 
 def update_and_apply(

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx import _tree
 from gradtx._errors import HyperparameterError
 from gradtx._microbatch_accumulators import (
     AccumulationType,
@@ -68,9 +69,9 @@ def _split_leaf(x: Any, microbatch_size: int, axis: int) -> jax.Array:
 
 def _explicit_shards(x: jax.Array, ax: int) -> int:
     """How many ways axis `ax` of `x` is split, as its type says (Explicit meshes)."""
-    sharding = getattr(jax.typeof(x), "sharding", None)
-    spec = getattr(sharding, "spec", None)
-    if spec is None or len(spec) <= ax or spec[ax] is None:
+    sharding = _tree.explicit_sharding(x)
+    spec = () if sharding is None else tuple(sharding.spec)
+    if len(spec) <= ax or spec[ax] is None:
         return 1
     names = spec[ax] if isinstance(spec[ax], tuple) else (spec[ax],)
     return math.prod(sharding.mesh.shape[n] for n in names)

@@ -112,9 +112,8 @@ def _lookup(table: Any, idx: jax.Array) -> jax.Array:
     table is small and replicated, so every device looks up its own shard.
     """
     table = jnp.asarray(table)
-    sharding = getattr(jax.typeof(idx), "sharding", None)
-    spec = getattr(sharding, "spec", None)
-    if spec is None or all(axis is None for axis in spec):
+    sharding = _tree.explicit_sharding(idx)
+    if sharding is None:
         return jnp.take(table, idx, mode="clip")
     return table.at[idx].get(mode="clip", out_sharding=sharding)
 
