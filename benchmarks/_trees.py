@@ -101,6 +101,14 @@ def nbytes(tree) -> int:
     )
 
 
+def max_abs_diff(a, b) -> float:
+    """Largest |a - b| over all leaves of two trees of the same structure."""
+    return max(
+        float(jnp.max(jnp.abs(x - y)))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
 def header(extra: str = "") -> str:
     """Version, backend and machine lines printed at the top of every benchmark."""
     import os

@@ -157,12 +157,7 @@ def main() -> None:
                 got = getters[row]()
                 if row.endswith("(flat)"):
                     got = layout.unravel(got)
-                diff = max(
-                    float(jnp.max(jnp.abs(a - b)))
-                    for a, b in zip(
-                        jax.tree.leaves(got), jax.tree.leaves(ref), strict=True
-                    )
-                )
+                diff = _trees.max_abs_diff(got, ref)
             is_ref = row == ROWS[0]
             rb = "" if is_ref else f"{med_b[row] / med_b[ROWS[0]]:.2f}"
             rp = "" if is_ref else f"{med_p[row] / med_p[ROWS[0]]:.2f}"

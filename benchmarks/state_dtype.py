@@ -144,13 +144,7 @@ def main() -> None:
 
     ref = runs["gradtx f32"]["carry"]["params"]
     max_dp = {
-        c: max(
-            float(jnp.max(jnp.abs(a - b)))
-            for a, b in zip(
-                jax.tree.leaves(r["carry"]["params"]), jax.tree.leaves(ref), strict=True
-            )
-        )
-        for c, r in runs.items()
+        c: _trees.max_abs_diff(r["carry"]["params"], ref) for c, r in runs.items()
     }
     head = (
         f"{'config':22} {'ms/step':>8} {'bf16/f32':>9} {'gradtx/optax':>13}"

@@ -41,7 +41,6 @@ from pathlib import Path
 
 import _trees
 import jax
-import jax.numpy as jnp
 import optax
 
 import gradtx
@@ -126,25 +125,19 @@ def bench(
         calls["torch"] = torch_run.step
     times = _trees.time_interleaved(calls, steps)
     ms = {k: [1e3 * t for t in v] for k, v in times.items()}
-    diffs = jax.tree.map(
-        lambda a, b: jnp.max(jnp.abs(a - b)),
-        runs["gradtx"]["params"],
-        runs["optax"]["params"],
-    )
     out = {
         "ms": {k: statistics.median(v) for k, v in ms.items()},
         "pair_iqr": pair_iqr(ms["gradtx"], ms["optax"]),
         "compile_s": {k: r["compile_s"] for k, r in runs.items()},
-        "max_diff": max(float(d) for d in jax.tree.leaves(diffs)),
+        "max_diff": _trees.max_abs_diff(
+            runs["gradtx"]["params"], runs["optax"]["params"]
+        ),
     }
     if "fused" in runs:
-        fused_diffs = jax.tree.map(
-            lambda a, b: jnp.max(jnp.abs(a - b)),
-            runs["fused"]["params"],
-            runs["gradtx"]["params"],
-        )
         out["fused_pair_iqr"] = pair_iqr(ms["fused"], ms["optax"])
-        out["fused_max_diff"] = max(float(d) for d in jax.tree.leaves(fused_diffs))
+        out["fused_max_diff"] = _trees.max_abs_diff(
+            runs["fused"]["params"], runs["gradtx"]["params"]
+        )
     if torch is not None:
         out["torch"] = {
             "name": torch_run.name,
